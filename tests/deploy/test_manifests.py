@@ -119,7 +119,7 @@ def test_crd_schemas_are_structural(rendered: list[dict[str, Any]]) -> None:
 def test_seed_l2_objects_validate_against_our_crds(rendered: list[dict[str, Any]]) -> None:
     schemas = _crd_schemas(rendered)
     checked = 0
-    for fname, doc in _seed_documents():
+    for _fname, doc in _seed_documents():
         if doc.get("apiVersion") != "metallb.io/v1beta1" or doc["kind"] not in L2_KINDS:
             continue
         jsonschema.validate(doc, schemas[doc["kind"]], cls=jsonschema.Draft7Validator)
