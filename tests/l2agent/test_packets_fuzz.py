@@ -1,0 +1,115 @@
+"""Fuzzing: random and mutated frames never escape the parsers as anything but
+MalformedPacket, and decide() never raises."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+from scapy.layers.l2 import ARP, Dot1Q, Ether
+
+from l2agent.packets import (
+    EtherType,
+    MalformedPacket,
+    parse_arp,
+    parse_ethernet,
+    parse_mac,
+    parse_ns,
+    solicited_node_address,
+    solicited_node_mac,
+)
+from l2agent.responder import Drop, DropReason, InterfaceView, Reply, decide
+
+OUR = parse_mac("02:00:00:00:00:01")
+IFACE = InterfaceView("eth0", OUR, IPv6Address("fe80::1"))
+V4 = IPv4Address("192.0.2.10")
+V6 = IPv6Address("2001:db8::10")
+OWNED = frozenset({V4, V6})
+_SN = str(solicited_node_address(V6))
+_SNMAC = solicited_node_mac(V6).hex(":")
+_C = "02:00:00:00:00:99"
+
+
+def _seeds() -> list[bytes]:
+    arp = ARP(op=1, hwsrc=_C, psrc="192.0.2.99", hwdst="00:00:00:00:00:00", pdst=str(V4))
+    ns = (
+        IPv6(src="2001:db8::99", dst=_SN, hlim=255)
+        / ICMPv6ND_NS(tgt=str(V6))
+        / ICMPv6NDOptSrcLLAddr(lladdr=_C)
+    )
+    dad = IPv6(src="::", dst=_SN, hlim=255) / ICMPv6ND_NS(tgt=str(V6))
+    na = IPv6(src="2001:db8::99", dst="ff02::1", hlim=255) / ICMPv6ND_NA(tgt=str(V6))
+    out = []
+    for l3, dst in ((arp, "ff:ff:ff:ff:ff:ff"), (ns, _SNMAC), (dad, _SNMAC), (na, _SNMAC)):
+        out.append(bytes(Ether(dst=dst, src=_C) / l3).ljust(60, b"\x00"))
+        out.append(bytes(Ether(dst=dst, src=_C) / Dot1Q(vlan=9) / l3).ljust(60, b"\x00"))
+    return out
+
+
+SEEDS = _seeds()
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(0, 4))):
+        pos = draw(st.integers(0, len(data) - 1))
+        data[pos] ^= 1 << draw(st.integers(0, 7))
+    if draw(st.booleans()):
+        data = data[: draw(st.integers(0, len(data)))]
+    data += draw(st.binary(max_size=16))
+    return bytes(data)
+
+
+def _check(frame: bytes) -> None:
+    try:
+        eth = parse_ethernet(frame)
+    except MalformedPacket:
+        eth = None
+    if eth is not None:
+        for parser in (parse_arp, parse_ns):
+            try:
+                parser(eth.payload)
+            except MalformedPacket:
+                pass
+    for vlan in (None, 3):
+        out = decide(frame, IFACE, OWNED, vlan)
+        assert isinstance(out, Reply | Drop)
+        if eth is None:
+            assert out == Drop(out.reason, None, out.detail) and out.reason is DropReason.MALFORMED
+        if isinstance(out, Reply):
+            assert out.ip in OWNED
+            reply = parse_ethernet(out.frame)
+            assert reply.src == OUR
+            assert reply.ethertype in (EtherType.ARP, EtherType.IPV6)
+
+
+@given(mutated())
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_mutated_frames(frame: bytes) -> None:
+    _check(frame)
+
+
+@given(st.binary(max_size=128))
+@settings(max_examples=300, deadline=None)
+def test_random_frames(frame: bytes) -> None:
+    _check(frame)
+
+
+@given(st.binary(max_size=96))
+@settings(max_examples=300, deadline=None)
+def test_random_payloads_reach_l3_parsers(payload: bytes) -> None:
+    for parser in (parse_arp, parse_ns):
+        try:
+            parser(payload)
+        except MalformedPacket:
+            pass
+    for ethertype in (b"\x08\x06", b"\x86\xdd"):
+        _check(b"\xff" * 6 + b"\x02" + bytes(5) + ethertype + payload)
+
+
+def test_seeds_are_answered_or_dropped_as_expected() -> None:
+    kinds = [type(decide(s, IFACE, OWNED)) for s in SEEDS]
+    assert kinds == [Reply] * 6 + [Drop] * 2
