@@ -1,0 +1,259 @@
+"""Build and drive a real hashicorp/memberlist peer (Debian's v0.2.2 sources) for interop tests.
+
+The Go programs are built once per source version into `<repo>/.cache/gopeer/` in GOPATH
+mode (GO111MODULE=off, GOPATH=/usr/share/gocode), as the wire spec's §13 describes; nothing is
+fetched from the network. Tests skip with a clear reason when `go` or the sources are missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+GOPEER_SRC = REPO / "tests" / "gopeer"
+GOCODE = Path("/usr/share/gocode")
+MEMBERLIST_SRC = GOCODE / "src" / "github.com" / "hashicorp" / "memberlist"
+CACHE = REPO / ".cache" / "gopeer"
+
+_lock = threading.Lock()
+
+
+def skip_reason() -> str | None:
+    """Why the Go peer cannot be built here, or None."""
+    if shutil.which("go") is None:
+        return "needs the Go toolchain (`go`; Debian package golang-go)"
+    if not (MEMBERLIST_SRC / "memberlist.go").exists():
+        return "needs golang-github-hashicorp-memberlist-dev (/usr/share/gocode)"
+    return None
+
+
+def _digest(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _go_env(gopath: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        GO111MODULE="off",
+        GOPATH=gopath,
+        GOCACHE=str(CACHE / "gocache"),
+        GOFLAGS="",
+        CGO_ENABLED="0",
+    )
+    return env
+
+
+def build_peer() -> Path:
+    """The memberlist peer binary (tests/gopeer/main.go), built on first use."""
+    main = GOPEER_SRC / "main.go"
+    out = CACHE / f"gopeer-{_digest(main)}"
+    with _lock:
+        if not out.exists():
+            CACHE.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(f".tmp{os.getpid()}")
+            subprocess.run(
+                ["go", "build", "-o", str(tmp), "."],
+                cwd=GOPEER_SRC,
+                env=_go_env(str(GOCODE)),
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+            tmp.rename(out)
+    return out
+
+
+def build_golden_tool() -> Path:
+    """The golden-vector/judge tool: tests/gopeer/golden compiled inside a copy of memberlist."""
+    golden = GOPEER_SRC / "golden" / "zz_golden.go"
+    main = GOPEER_SRC / "golden" / "main.go.txt"
+    out = CACHE / f"golden-{_digest(golden, main)}"
+    with _lock:
+        if not out.exists():
+            work = CACHE / f"gopath-{os.getpid()}"
+            shutil.rmtree(work, ignore_errors=True)
+            pkg = work / "src" / "github.com" / "hashicorp" / "memberlist"
+            shutil.copytree(MEMBERLIST_SRC, pkg, symlinks=True)
+            for test_file in pkg.glob("*_test.go"):
+                test_file.unlink()
+            shutil.copy(golden, pkg / "zz_golden.go")
+            tool = work / "src" / "goldentool"
+            tool.mkdir(parents=True)
+            shutil.copy(main, tool / "main.go")
+            tmp = out.with_suffix(f".tmp{os.getpid()}")
+            try:
+                subprocess.run(
+                    ["go", "build", "-o", str(tmp), "."],
+                    cwd=tool,
+                    env=_go_env(f"{work}:{GOCODE}"),
+                    check=True,
+                    capture_output=True,
+                    timeout=300,
+                )
+                tmp.rename(out)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def free_port() -> int:
+    """A port that is free on 127.0.0.1 for both UDP and TCP (memberlist uses both)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair")
+
+
+class JsonLinesProcess:
+    """A child process that prints JSON lines; lines are collected by a reader thread."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with contextlib.suppress(ValueError):
+                self.lines.put(json.loads(line))
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def _pump(self, timeout: float) -> bool:
+        try:
+            self.seen.append(self.lines.get(timeout=timeout))
+        except queue.Empty:
+            return False
+        return True
+
+    def wait_for(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """The first line (already seen or future) matching `pred`; AssertionError on timeout."""
+        for item in self.seen:
+            if pred(item):
+                return item
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if self._pump(min(left, 0.2)) and pred(self.seen[-1]):
+                return self.seen[-1]
+        raise AssertionError(
+            f"{self.argv[0]}: no matching line in {timeout}s; seen {self.seen[-20:]}; "
+            f"stderr {''.join(self.stderr)[-2000:]}"
+        )
+
+    def wait_event(self, event: str, node: str | None = None, timeout: float = 10.0) -> dict:
+        return self.wait_for(
+            lambda e: e.get("event") == event and (node is None or e.get("node") == node),
+            timeout,
+        )
+
+    def send_line(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def kill(self) -> None:
+        """SIGKILL by PID: a crash with no goodbye."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.close()
+
+
+class GoPeer(JsonLinesProcess):
+    """One running Go memberlist member (see tests/gopeer/main.go for its protocol)."""
+
+    def __init__(self, binary: Path, name: str, port: int, **flags: str) -> None:
+        argv = [str(binary), "-name", name, "-port", str(port)]
+        for key, value in flags.items():
+            argv += [f"-{key.replace('_', '-')}", value]
+        super().__init__(argv)
+        self.name = name
+        self.port = port
+        ready = self.wait_for(lambda e: e.get("event") in ("ready", "error"))
+        if ready["event"] == "error":
+            self.close()
+            raise RuntimeError(f"go peer {name} failed: {ready}")
+
+    def command(self, line: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Run one stdin command and return its reply line."""
+        verb = line.split()[0]
+        start = len(self.seen)
+        self.send_line(line)
+        want = "members" if verb == "members" else "done"
+
+        def match(e: dict[str, Any]) -> bool:
+            return e.get("event") == want and (want == "members" or e.get("cmd") == verb)
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for item in self.seen[start:]:
+                if match(item):
+                    self.seen.remove(item)  # so the next identical command waits for its own
+                    return item
+            self._pump(0.2)
+        raise AssertionError(f"go peer {self.name}: no reply to {line!r}; seen {self.seen[-10:]}")
+
+    def alive_members(self) -> set[str]:
+        return {m["node"] for m in self.command("members")["members"] if m["state"] == 0}
+
+
+@contextlib.contextmanager
+def go_peers(binary: Path) -> Iterator[list[GoPeer]]:
+    """Collect started peers and kill whatever is still running at the end, pass or fail."""
+    peers: list[GoPeer] = []
+    try:
+        yield peers
+    finally:
+        for peer in peers:
+            peer.close()
