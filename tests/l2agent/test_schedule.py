@@ -5,6 +5,8 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from l2agent.announce import AnnounceConfig, AnnounceSchedule, Due
 from l2agent.model.types import IPAddress
@@ -137,3 +139,55 @@ def test_desired_round_trips() -> None:
     ips: set[IPAddress] = {ip_address("192.0.2.1"), ip_address("2001:db8::1")}
     s.set_desired({"eth0": ips, "eth1": set()}, now=0.0)
     assert s.desired == {"eth0": frozenset(ips)}
+
+
+_IPS: list[IPAddress] = [A, B, C]
+_IFS = ["eth0", "eth1"]
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("set"),
+            st.dictionaries(st.sampled_from(_IFS), st.sets(st.sampled_from(_IPS)), max_size=2),
+        ),
+        st.tuples(st.just("changed"), st.sampled_from(_IFS)),
+        st.tuples(st.just("advance"), st.floats(0.0, 3.0)),
+    ),
+    max_size=30,
+)
+
+
+@given(_ops, st.sampled_from([None, 7.0]))
+@settings(max_examples=200, deadline=None)
+def test_schedule_invariants(ops: list[tuple[str, object]], refresh: float | None) -> None:
+    """Only desired pairs are due, one round per pair per tick, deadlines move forward, and
+    without refresh a pair never gets more rounds than a burst between restarts."""
+    s = AnnounceSchedule(AnnounceConfig(refresh_interval=refresh))
+    now = 0.0
+    since_restart: dict[tuple[str, IPAddress], int] = {}
+    for op, arg in ops:
+        if op == "set":
+            assert isinstance(arg, dict)
+            before = {(i, ip) for i, ips in s.desired.items() for ip in ips}
+            s.set_desired(arg, now)
+            after = {(i, ip) for i, ips in s.desired.items() for ip in ips}
+            for pair in after - before:
+                since_restart[pair] = 0
+        elif op == "changed":
+            assert isinstance(arg, str)
+            s.interface_changed(arg, now)
+            for ip in s.desired.get(arg, frozenset()):
+                since_restart[(arg, ip)] = 0
+        else:
+            assert isinstance(arg, float)
+            now += arg
+        due = s.tick(now)
+        pairs = [(d.ifname, d.ip) for d in due]
+        assert len(pairs) == len(set(pairs))
+        for name, ip in pairs:
+            assert ip in s.desired.get(name, frozenset())
+            since_restart[(name, ip)] += 1
+            if refresh is None:
+                assert since_restart[(name, ip)] <= s.config.rounds
+        deadline = s.next_deadline()
+        assert deadline is None or deadline > now
