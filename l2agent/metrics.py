@@ -1,0 +1,535 @@
+"""Every metric l2agent exports, built against a registry the caller gives us.
+
+MetalLB's names and labels are kept, so dashboards and alerts written for MetalLB keep working;
+our own metrics are named ``l2agent_*``. What the speaker *is* (which IPs it owns, who the
+members are) is never mirrored into gauges: a scrape-time collector asks the speaker through
+callables, so a node that stops announcing stops exporting at once (MetalLB issue #1972 left
+``metallb_speaker_announced`` at 1 on such a node). What the speaker *does* (packets, changes,
+failovers) is counted through small methods such as :meth:`SpeakerMetrics.request_received`.
+
+Note on MetalLB's three layer 2 counters: prometheus-client appends ``_total`` to every
+counter it exposes, which would rename ``metallb_layer2_requests_received``. Those three are
+therefore exported by our own collector as untyped samples with MetalLB's exact names;
+``rate()`` and ``increase()`` treat them as counters (they only ever go up).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+IPLike = ipaddress.IPv4Address | ipaddress.IPv6Address | str
+
+#: Failover: from the member's failure to our first gratuitous packet, 1 ms .. 10 s.
+FAILOVER_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+#: Gossip probe round-trip time: loopback (100 us) to a slow WAN (5 s).
+PROBE_RTT_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+#: Gossip member states, always exported (0 when empty) so dashboards show a flat line.
+MEMBER_STATES: tuple[str, ...] = ("alive", "suspect", "dead", "left")
+_MAX_INT64 = 2**63 - 1
+
+
+class OwnershipChange(enum.Enum):
+    """Direction of an ownership change on this node (the metric label value)."""
+
+    GAINED = "gained"
+    LOST = "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class OwnershipRow:
+    """One service IP as this speaker sees it, at the moment of asking.
+
+    ``owner`` is the node the election picks in this speaker's view (None: nobody eligible).
+    ``announcing`` is True only on the node that announces the IP right now; ``interfaces``
+    are the interfaces it announces on (empty when not announcing). ``since`` is the wall
+    clock (Unix seconds) of the last owner change this speaker saw for the IP, or None.
+    """
+
+    ip: IPLike
+    service: str
+    owner: str | None
+    announcing: bool
+    interfaces: tuple[str, ...] = ()
+    since: float | None = None
+    protocol: str = "layer2"
+
+    def __post_init__(self) -> None:
+        if self.interfaces and not self.announcing:
+            raise ValueError(f"{self.ip}: interfaces given but not announcing")
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """One gossip member as this speaker's member table holds it.
+
+    ``state`` is one of :data:`MEMBER_STATES`; pass ``MemberState.name.lower()``.
+    """
+
+    name: str
+    addr: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    """Addresses of one IPAddressPool: usable (after avoidBuggyIPs) and in use (distinct IPs)."""
+
+    pool: str
+    total_v4: int
+    total_v6: int
+    in_use_v4: int
+    in_use_v6: int
+
+
+def _label(value: object) -> str:
+    """Label text for an IP, enum or plain string."""
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return str(value)
+
+
+def _clamp(n: int) -> float:
+    """MetalLB counts any pool of 2**62 or more addresses as MaxInt64."""
+    return float(_MAX_INT64 if n >= 2**62 else n)
+
+
+class _ConfigMetrics:
+    """Config reloads and rejections, shared by speaker and controller.
+
+    Also keeps MetalLB's ``metallb_k8s_client_config_loaded_bool`` and ``..._stale_bool``,
+    which MetalLB's Helm alerts (MetalLBConfigNotLoaded, MetalLBStaleConfig) read.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._reloads = Counter(
+            "l2agent_config_reloads",
+            "Configurations accepted and applied.",
+            registry=registry,
+        )
+        self._rejected = Counter(
+            "l2agent_config_rejected",
+            "Configurations rejected (the previous one stays in force).",
+            registry=registry,
+        )
+        self._k8s_updates = Counter(
+            "metallb_k8s_client_updates",
+            "Number of configuration updates processed (MetalLB name).",
+            registry=registry,
+        )
+        self._k8s_update_errors = Counter(
+            "metallb_k8s_client_update_errors",
+            "Number of configuration updates that failed (MetalLB name).",
+            registry=registry,
+        )
+        self._loaded = Gauge(
+            "metallb_k8s_client_config_loaded_bool",
+            "1 once a configuration has been loaded (MetalLB name).",
+            registry=registry,
+        )
+        self._stale = Gauge(
+            "metallb_k8s_client_config_stale_bool",
+            "1 while running on a configuration older than the latest one seen (MetalLB name).",
+            registry=registry,
+        )
+
+    def config_reloaded(self) -> None:
+        """A new configuration was accepted and is now in force."""
+        self._reloads.inc()
+        self._k8s_updates.inc()
+        self._loaded.set(1)
+        self._stale.set(0)
+
+    def config_rejected(self) -> None:
+        """A new configuration was rejected; whatever was loaded before stays in force."""
+        self._rejected.inc()
+        self._k8s_updates.inc()
+        self._k8s_update_errors.inc()
+        self._stale.set(1)
+
+
+class _Layer2Counters(Collector):
+    """MetalLB's per-IP layer 2 counters, exported under their exact (suffix-less) names."""
+
+    _FAMILIES: tuple[tuple[str, str], ...] = (
+        (
+            "metallb_layer2_requests_received",
+            "Number of layer2 requests received for owned IPs",
+        ),
+        ("metallb_layer2_responses_sent", "Number of layer2 responses sent for owned IPs"),
+        ("metallb_layer2_gratuitous_sent", "Number of gratuitous layer2 packets sent"),
+    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, dict[str, float]] = {name: {} for name, _ in self._FAMILIES}
+
+    def inc(self, family: str, ip: IPLike, amount: float = 1.0) -> None:
+        key = _label(ip)
+        with self._lock:
+            table = self._counts[family]
+            table[key] = table.get(key, 0.0) + amount
+
+    def describe(self) -> Iterator[Metric]:
+        for name, doc in self._FAMILIES:
+            yield Metric(name, doc, "unknown")
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            snapshot = {name: dict(table) for name, table in self._counts.items()}
+        for name, doc in self._FAMILIES:
+            family = Metric(name, doc, "unknown")
+            for ip in sorted(snapshot[name]):
+                family.add_sample(name, {"ip": ip}, snapshot[name][ip])
+            yield family
+
+
+class _SpeakerStateCollector(Collector):
+    """Ownership and membership gauges, computed from the speaker's live view at each scrape."""
+
+    def __init__(
+        self,
+        node: str,
+        ownership: Callable[[], Iterable[OwnershipRow]],
+        members: Callable[[], Iterable[MemberRow]],
+        awareness: Callable[[], float] | None,
+        errors: Counter,
+    ) -> None:
+        self._node = node
+        self._ownership = ownership
+        self._members = members
+        self._awareness = awareness
+        self._errors = errors
+
+    @staticmethod
+    def _families() -> dict[str, GaugeMetricFamily]:
+        return {
+            "announced": GaugeMetricFamily(
+                "metallb_speaker_announced",
+                "1 while this node announces the service IP (MetalLB name); absent otherwise.",
+                labels=["service", "protocol", "node", "ip"],
+            ),
+            "owner": GaugeMetricFamily(
+                "l2agent_ip_owner",
+                "1 if this node owns (announces) the service IP, 0 if it knows the IP but "
+                "another node or nobody owns it.",
+                labels=["ip", "service", "node"],
+            ),
+            "iface": GaugeMetricFamily(
+                "l2agent_interface_announced",
+                "1 for each interface this node announces the service IP on.",
+                labels=["ip", "service", "interface"],
+            ),
+            "members": GaugeMetricFamily(
+                "l2agent_gossip_members",
+                "Gossip members in this node's member table, by state.",
+                labels=["state"],
+            ),
+            "member": GaugeMetricFamily(
+                "l2agent_gossip_member_state",
+                "1 for each member in its current state, as this node sees it.",
+                labels=["member", "state"],
+            ),
+            "awareness": GaugeMetricFamily(
+                "l2agent_gossip_awareness_score",
+                "Lifeguard local health score: 0 is healthy, higher means this node is "
+                "slow to answer and stretches its timeouts.",
+            ),
+        }
+
+    def describe(self) -> Iterator[Metric]:
+        families = self._families()
+        if self._awareness is None:
+            del families["awareness"]
+        yield from families.values()
+
+    def _call(self, source: str, fn: Callable[[], Iterable[_T]]) -> list[_T]:
+        """Run one speaker callable; a failure costs that part of one scrape, not the scrape."""
+        try:
+            return list(fn())
+        except Exception:
+            log.warning("metrics source %s failed during scrape", source, exc_info=True)
+            self._errors.labels(source=source).inc()
+            return []
+
+    def collect(self) -> Iterator[Metric]:
+        families = self._families()
+        for row in self._call("ownership", self._ownership):
+            ip = _label(row.ip)
+            if row.announcing:
+                families["announced"].add_metric([row.service, row.protocol, self._node, ip], 1)
+                for ifname in sorted(set(row.interfaces)):
+                    families["iface"].add_metric([ip, row.service, ifname], 1)
+            families["owner"].add_metric([ip, row.service, self._node], 1 if row.announcing else 0)
+        by_state = dict.fromkeys(MEMBER_STATES, 0)
+        for member in self._call("members", self._members):
+            state = member.state.lower()
+            by_state[state] = by_state.get(state, 0) + 1
+            families["member"].add_metric([member.name, state], 1)
+        for state, count in by_state.items():
+            families["members"].add_metric([state], count)
+        if self._awareness is None:
+            del families["awareness"]
+        else:
+            try:
+                families["awareness"].add_metric([], float(self._awareness()))
+            except Exception:
+                log.warning("metrics source awareness failed during scrape", exc_info=True)
+                self._errors.labels(source="awareness").inc()
+                del families["awareness"]
+        yield from families.values()
+
+
+class SpeakerMetrics(_ConfigMetrics):
+    """Everything a speaker exports.
+
+    ``ownership`` and ``members`` are called at every scrape and must return the live view
+    (cheap, no I/O, on the event loop thread). The counting methods match the responder's
+    ``ResponderCounters`` protocol (``request_received``, ``response_sent``, ``dropped``,
+    ``gratuitous_sent``) so this object can be handed to it as is.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        node: str,
+        *,
+        ownership: Callable[[], Iterable[OwnershipRow]],
+        members: Callable[[], Iterable[MemberRow]],
+        awareness: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(registry)
+        self.node = node
+        self._l2 = _Layer2Counters()
+        registry.register(self._l2)
+        self._source_errors = Counter(
+            "l2agent_metrics_source_errors",
+            "Scrapes where a live-view callable of the speaker raised.",
+            ["source"],
+            registry=registry,
+        )
+        registry.register(
+            _SpeakerStateCollector(node, ownership, members, awareness, self._source_errors)
+        )
+        self._dropped = Counter(
+            "l2agent_packets_dropped",
+            "ARP/NS frames that got no answer, by reason (the responder's DropReason).",
+            ["reason"],
+            registry=registry,
+        )
+        self._changes = Counter(
+            "l2agent_ownership_changes",
+            "Times this node gained or lost ownership of a service IP.",
+            ["ip", "change"],
+            registry=registry,
+        )
+        self._failover = Histogram(
+            "l2agent_failover_duration_seconds",
+            "From a member's failure (as the gossip declared it) to this node's first "
+            "gratuitous packet for an IP it took over.",
+            buckets=FAILOVER_BUCKETS,
+            registry=registry,
+        )
+        self._probe_rtt = Histogram(
+            "l2agent_gossip_probe_rtt_seconds",
+            "Round-trip time of successful direct gossip probes (ping to ack).",
+            buckets=PROBE_RTT_BUCKETS,
+            registry=registry,
+        )
+        self._suspicions = Counter(
+            "l2agent_gossip_suspicions_raised",
+            "Members this node saw move to the suspect state.",
+            registry=registry,
+        )
+        self._refutations = Counter(
+            "l2agent_gossip_suspicions_refuted",
+            "Suspicions about this node that it refuted (a false positive somewhere).",
+            registry=registry,
+        )
+        self._member_failures = Counter(
+            "l2agent_gossip_member_failures",
+            "Members this node saw declared dead.",
+            ["member"],
+            registry=registry,
+        )
+        self._conflicts = Counter(
+            "l2agent_address_conflicts",
+            "Another MAC answered ARP/NS for a service IP this node owns.",
+            ["ip"],
+            registry=registry,
+        )
+
+    # Responder (ResponderCounters protocol) and announcer.
+
+    def request_received(self, ip: IPLike) -> None:
+        """An ARP request / NS for an IP we announce arrived on a matching interface."""
+        self._l2.inc("metallb_layer2_requests_received", ip)
+
+    def response_sent(self, ip: IPLike) -> None:
+        """We sent an ARP reply / NA in answer."""
+        self._l2.inc("metallb_layer2_responses_sent", ip)
+
+    def gratuitous_sent(self, ip: IPLike, count: int = 1) -> None:
+        """We sent gratuitous frames (MetalLB counts 2 per GARP round, 1 per unsolicited NA)."""
+        self._l2.inc("metallb_layer2_gratuitous_sent", ip, float(count))
+
+    def dropped(self, reason: enum.Enum | str) -> None:
+        """A frame got no answer; ``reason`` is a DropReason (its ``.value`` is the label)."""
+        self._dropped.labels(reason=_label(reason)).inc()
+
+    # Ownership.
+
+    def ownership_changed(self, ip: IPLike, change: OwnershipChange) -> None:
+        """This node started (GAINED) or stopped (LOST) announcing ``ip``."""
+        self._changes.labels(ip=_label(ip), change=change.value).inc()
+
+    def failover_observed(self, seconds: float) -> None:
+        """Time from the old owner's failure to our first gratuitous packet for its IP."""
+        if seconds < 0:
+            log.warning("negative failover duration %.6f s ignored", seconds)
+            return
+        self._failover.observe(seconds)
+
+    def conflict_detected(self, ip: IPLike, mac: bytes) -> None:
+        """Another station answered for ``ip``, which we own; logged with its MAC."""
+        log.warning("address conflict: %s answered for %s, which this node owns", mac.hex(":"), ip)
+        self._conflicts.labels(ip=_label(ip)).inc()
+
+    # Gossip.
+
+    def probe_rtt(self, seconds: float) -> None:
+        """A direct probe was acked after ``seconds``."""
+        self._probe_rtt.observe(max(0.0, seconds))
+
+    def suspicion_raised(self) -> None:
+        """A member entered the suspect state in our table."""
+        self._suspicions.inc()
+
+    def suspicion_refuted(self) -> None:
+        """We refuted a suspicion about ourselves."""
+        self._refutations.inc()
+
+    def member_failed(self, name: str) -> None:
+        """The gossip declared ``name`` dead (MemberFailed)."""
+        self._member_failures.labels(member=name).inc()
+
+
+class _PoolCollector(Collector):
+    """MetalLB's allocator gauges, computed from the controller's live allocation."""
+
+    _NAMES: tuple[tuple[str, str], ...] = (
+        ("metallb_allocator_addresses_total", "Number of usable IP addresses, per pool"),
+        ("metallb_allocator_ipv4_addresses_total", "Number of usable IPv4 addresses, per pool"),
+        ("metallb_allocator_ipv6_addresses_total", "Number of usable IPv6 addresses, per pool"),
+        ("metallb_allocator_addresses_in_use_total", "Number of IP addresses in use, per pool"),
+        (
+            "metallb_allocator_ipv4_addresses_in_use_total",
+            "Number of IPv4 addresses in use, per pool",
+        ),
+        (
+            "metallb_allocator_ipv6_addresses_in_use_total",
+            "Number of IPv6 addresses in use, per pool",
+        ),
+    )
+
+    def __init__(self, pools: Callable[[], Iterable[PoolUsage]], errors: Counter) -> None:
+        self._pools = pools
+        self._errors = errors
+
+    def _families(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(name, doc, labels=["pool"]) for name, doc in self._NAMES]
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        families = self._families()
+        try:
+            pools = sorted(self._pools(), key=lambda p: p.pool)
+        except Exception:
+            log.warning("metrics source pools failed during scrape", exc_info=True)
+            self._errors.labels(source="pools").inc()
+            pools = []
+        for p in pools:
+            values = (
+                p.total_v4 + p.total_v6,
+                p.total_v4,
+                p.total_v6,
+                p.in_use_v4 + p.in_use_v6,
+                p.in_use_v4,
+                p.in_use_v6,
+            )
+            for family, value in zip(families, values, strict=True):
+                family.add_metric([p.pool], _clamp(value))
+        yield from families
+
+
+class ControllerMetrics(_ConfigMetrics):
+    """Everything the controller exports; ``pools`` is called at every scrape."""
+
+    def __init__(
+        self, registry: CollectorRegistry, *, pools: Callable[[], Iterable[PoolUsage]]
+    ) -> None:
+        super().__init__(registry)
+        self._source_errors = Counter(
+            "l2agent_metrics_source_errors",
+            "Scrapes where a live-view callable of the controller raised.",
+            ["source"],
+            registry=registry,
+        )
+        registry.register(_PoolCollector(pools, self._source_errors))
+
+
+__all__ = [
+    "FAILOVER_BUCKETS",
+    "MEMBER_STATES",
+    "PROBE_RTT_BUCKETS",
+    "ControllerMetrics",
+    "MemberRow",
+    "OwnershipChange",
+    "OwnershipRow",
+    "PoolUsage",
+    "SpeakerMetrics",
+]
