@@ -21,6 +21,7 @@ from l2agent.packets.ethernet import (
     format_mac,
     parse_ethernet,
     parse_mac,
+    vlan_from_auxdata,
 )
 from l2agent.packets.ndp import (
     ALL_NODES,
@@ -61,4 +62,5 @@ __all__ = [
     "parse_ns",
     "solicited_node_address",
     "solicited_node_mac",
+    "vlan_from_auxdata",
 ]

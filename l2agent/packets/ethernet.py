@@ -25,6 +25,7 @@ __all__ = [
     "is_multicast_mac",
     "parse_ethernet",
     "parse_mac",
+    "vlan_from_auxdata",
 ]
 
 BROADCAST_MAC = b"\xff" * 6
@@ -39,6 +40,9 @@ _MAX_VID = 4094  # 4095 is reserved (IEEE 802.1Q)
 _ETH = struct.Struct("!6s6sH")
 _TAG = struct.Struct("!HH")
 _ETH_TAGGED = struct.Struct("!6s6sHHH")
+_AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata (linux/if_packet.h)
+_TP_STATUS_VLAN_VALID = 1 << 4
+_TP_STATUS_VLAN_TPID_VALID = 1 << 6
 
 
 class EtherType(enum.IntEnum):
@@ -107,3 +111,24 @@ def build_ethernet(
     if len(frame) < MIN_FRAME_LEN:
         frame += bytes(MIN_FRAME_LEN - len(frame))
     return frame
+
+
+def vlan_from_auxdata(auxdata: bytes) -> int | None:
+    """The VID Linux moved out of a received frame, from a PACKET_AUXDATA control message.
+
+    Linux strips the 802.1Q tag into skb metadata before packet sockets see a frame, so
+    this is where a tagged request's VID usually is; pass it to ``decide(..., vlan=)``.
+    ``None`` when untagged. An 802.1ad (QinQ) outer tag is refused: we would answer with
+    the wrong TPID.
+    """
+    if len(auxdata) < _AUXDATA.size:
+        raise MalformedPacket(MalformedReason.TRUNCATED, f"tpacket_auxdata: {len(auxdata)} bytes")
+    status, _, _, _, _, tci, tpid = _AUXDATA.unpack_from(auxdata)
+    if not status & _TP_STATUS_VLAN_VALID:
+        return None
+    if status & _TP_STATUS_VLAN_TPID_VALID and tpid != EtherType.VLAN:
+        raise MalformedPacket(MalformedReason.BAD_VLAN, f"VLAN TPID {tpid:#06x}")
+    vid: int = tci & 0x0FFF
+    if vid > _MAX_VID:
+        raise MalformedPacket(MalformedReason.BAD_VLAN, "VID 4095 is reserved")
+    return vid

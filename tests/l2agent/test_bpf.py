@@ -100,12 +100,14 @@ def test_packing_layout() -> None:
 _CHILD = r"""
 import json, socket, sys, time
 from scapy.sendrecv import sendp
+from l2agent.packets import vlan_from_auxdata
 from l2agent.responder.bpf import SO_ATTACH_FILTER, make_sock_fprog
 
 tx, rx, frames = sys.argv[1], sys.argv[2], json.loads(sys.stdin.read())
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
 fprog = make_sock_fprog()
 s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog.value)
+s.setsockopt(263, 8, 1)  # SOL_PACKET, PACKET_AUXDATA: where Linux puts the VLAN tag
 s.bind((rx, 0))
 s.setblocking(False)
 while True:  # drop anything queued before the filter was attached
@@ -120,8 +122,9 @@ s.settimeout(10)
 seen = []
 deadline = time.monotonic() + 10
 while time.monotonic() < deadline:
-    data = s.recv(65535)
-    seen.append(data[6:12].hex())
+    data, anc, _, _ = s.recvmsg(65535, 256)
+    vids = [vlan_from_auxdata(d) for level, kind, d in anc if (level, kind) == (263, 8)]
+    seen.append([data[6:12].hex(), vids[0] if vids else "no auxdata"])
     if data[6:12] == sentinel[6:12]:
         break
 print(json.dumps(seen))
@@ -158,7 +161,10 @@ def test_kernel_runs_the_filter() -> None:
         )
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
-    seen = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    seen = dict(json.loads(proc.stdout.strip().splitlines()[-1]))
     passed = {name for name, frame, _ in frames if frame[6:12].hex() in seen}
     expected = {name for name, _, ok in frames if ok}
     assert passed == expected
+    # the kernel hands tagged frames up untagged, with the VID in PACKET_AUXDATA
+    vids = {name: seen[frame[6:12].hex()] for name, frame, _ in frames if name in passed}
+    assert vids == {name: 20 if name.endswith(" tagged") else None for name in passed}

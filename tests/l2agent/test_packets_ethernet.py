@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from scapy.layers.l2 import Dot1Q, Ether
 
@@ -14,6 +16,7 @@ from l2agent.packets import (
     format_mac,
     parse_ethernet,
     parse_mac,
+    vlan_from_auxdata,
 )
 
 SRC = parse_mac("02:00:00:00:00:0a")
@@ -89,3 +92,34 @@ def test_malformed(raw: bytes, reason: MalformedReason) -> None:
 def test_build_rejects_bad_vid() -> None:
     with pytest.raises(ValueError):
         build_ethernet(DST, SRC, 0x0800, b"", vlan=4095)
+
+
+def _aux(status: int, tci: int = 0, tpid: int = 0) -> bytes:
+    return struct.pack("=IIIHHHH", status, 60, 60, 0, 14, tci, tpid)
+
+
+@pytest.mark.parametrize(
+    ("aux", "vid"),
+    [
+        (_aux(0), None),
+        (_aux(0x10, 0x2014, 0), 20),  # older kernels: no TPID, PCP bits ignored
+        (_aux(0x50, 0x0064, 0x8100), 100),
+        (_aux(0x50, 0x0000, 0x8100), 0),
+    ],
+)
+def test_vlan_from_auxdata(aux: bytes, vid: int | None) -> None:
+    assert vlan_from_auxdata(aux) == vid
+
+
+@pytest.mark.parametrize(
+    ("aux", "reason"),
+    [
+        (_aux(0x10)[:19], MalformedReason.TRUNCATED),
+        (_aux(0x50, 7, 0x88A8), MalformedReason.BAD_VLAN),
+        (_aux(0x10, 0x0FFF), MalformedReason.BAD_VLAN),
+    ],
+)
+def test_vlan_from_auxdata_refuses(aux: bytes, reason: MalformedReason) -> None:
+    with pytest.raises(MalformedPacket) as info:
+        vlan_from_auxdata(aux)
+    assert info.value.reason == reason
