@@ -88,19 +88,21 @@ def _check(frame: bytes) -> None:
 
 
 @given(mutated())
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 def test_mutated_frames(frame: bytes) -> None:
     _check(frame)
 
 
 @given(st.binary(max_size=128))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)
 def test_random_frames(frame: bytes) -> None:
     _check(frame)
 
 
 @given(st.binary(max_size=96))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)
 def test_random_payloads_reach_l3_parsers(payload: bytes) -> None:
     for parser in (parse_arp, parse_ns):
         try:
@@ -147,7 +149,7 @@ def checksummed_ns(draw: st.DrawFn) -> tuple[bytes, list[int]]:
 
 
 @given(checksummed_ns())
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500, deadline=None, derandomize=True)
 def test_checksummed_ns(case: tuple[bytes, list[int]]) -> None:
     packet, lens = case
     try:
@@ -157,7 +159,8 @@ def test_checksummed_ns(case: tuple[bytes, list[int]]) -> None:
     frame = bytes.fromhex(_SNMAC.replace(":", "")) + bytes.fromhex("020000000099") + b"\x86\xdd"
     _check(frame + packet)
     if ns is not None and all(n == 1 for n in lens):
-        slla = [o.lladdr for o in _options(IPv6(packet)) if isinstance(o, ICMPv6NDOptSrcLLAddr)]
+        # type(), not isinstance: scapy's TLLA option class subclasses its SLLA class
+        slla = [o.lladdr for o in _options(IPv6(packet)) if type(o) is ICMPv6NDOptSrcLLAddr]
         assert ns.source_lladdr == (parse_mac(slla[0]) if slla else None)
 
 

@@ -158,7 +158,7 @@ _ops = st.lists(
 
 
 @given(_ops, st.sampled_from([None, 7.0]))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 def test_schedule_invariants(ops: list[tuple[str, object]], refresh: float | None) -> None:
     """Only desired pairs are due, one round per pair per tick, deadlines move forward, and
     without refresh a pair never gets more rounds than a burst between restarts."""
