@@ -1,0 +1,534 @@
+#!/usr/bin/env python3
+"""Build the Grafana dashboards in this directory, deterministically, from the panel lists below.
+
+    python deploy/grafana/build_dashboard.py          # rewrite the JSON files
+    python deploy/grafana/build_dashboard.py --check  # exit 1 if a committed file is stale
+
+Two dashboards come out:
+
+- ``l2agent-dashboard.json``: who owns which service IP, when ownership moved, how long
+  failovers took, gossip health, ARP/NDP traffic, pool utilisation and config state.
+- ``metallb-dashboard.json``: the seed guide's "MetalLB Load Balancer Monitoring" dashboard,
+  adapted so every panel returns data against l2agent (and MetalLB) metrics:
+  ``metallb_ip_addresses_in_use_total / metallb_ip_addresses_total`` (names MetalLB never
+  exported) became ``metallb_allocator_addresses_in_use_total / metallb_allocator_addresses_total``;
+  ``metallb_allocator_addresses_in_use`` became ``metallb_allocator_addresses_in_use_total``;
+  the "BGP Session Status" panel (l2agent has no BGP) became "Layer 2 Announcements" on
+  ``metallb_speaker_announced``; the deprecated ``graph`` panel type became ``timeseries``; and
+  the file holds the bare dashboard (for provisioning) instead of the HTTP API's
+  ``{"dashboard": ...}`` wrapper.
+
+The Grafana JSON model is written by hand here: the panels use a small, stable subset of it
+(schemaVersion 39), and a generator in plain Python keeps the output reviewable in diffs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+RATE = "$__rate_interval"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One PromQL query of a panel."""
+
+    expr: str
+    legend: str = ""
+    instant: bool = False
+    table: bool = False
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel: its type, title, size and queries."""
+
+    title: str
+    kind: str
+    targets: tuple[Target, ...]
+    width: int = 12
+    height: int = 8
+    unit: str | None = None
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Row:
+    """A collapsible row header; the panels after it belong to it."""
+
+    title: str
+
+
+def _target_json(target: Target, ref: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "datasource": DATASOURCE,
+        "expr": target.expr,
+        "refId": ref,
+        "range": not target.instant,
+        "instant": target.instant,
+    }
+    if target.legend:
+        out["legendFormat"] = target.legend
+    if target.table:
+        out["format"] = "table"
+    return out
+
+
+def _layout(items: list[Panel | Row]) -> list[dict[str, Any]]:
+    """Place panels left to right in a 24-column grid, starting a new line when full."""
+    panels: list[dict[str, Any]] = []
+    x = y = 0
+    line_height = 0
+    for pid, item in enumerate(items, start=1):
+        if isinstance(item, Row):
+            y += line_height
+            x, line_height = 0, 0
+            panels.append(
+                {
+                    "id": pid,
+                    "type": "row",
+                    "title": item.title,
+                    "collapsed": False,
+                    "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+                    "panels": [],
+                }
+            )
+            y += 1
+            continue
+        if x + item.width > 24:
+            y += line_height
+            x, line_height = 0, 0
+        defaults: dict[str, Any] = {}
+        if item.unit:
+            defaults["unit"] = item.unit
+        panel: dict[str, Any] = {
+            "id": pid,
+            "type": item.kind,
+            "title": item.title,
+            "datasource": DATASOURCE,
+            "gridPos": {"h": item.height, "w": item.width, "x": x, "y": y},
+            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "options": item.options,
+            "targets": [_target_json(t, chr(ord("A") + i)) for i, t in enumerate(item.targets)],
+        }
+        if item.description:
+            panel["description"] = item.description
+        panels.append(panel)
+        x += item.width
+        line_height = max(line_height, item.height)
+    return panels
+
+
+def _dashboard(
+    uid: str, title: str, tags: list[str], items: list[Panel | Row], variables: list[dict[str, Any]]
+) -> dict[str, Any]:
+    datasource_var = {
+        "name": "datasource",
+        "label": "Prometheus",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {},
+        "hide": 0,
+    }
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": tags,
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "10s",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-1h", "to": "now"},
+        "timezone": "utc",
+        "templating": {"list": [datasource_var, *variables]},
+        "annotations": {"list": []},
+        "panels": _layout(items),
+    }
+
+
+def _table(title: str, expr: str, *, width: int = 12, description: str = "") -> Panel:
+    return Panel(
+        title,
+        "table",
+        (Target(expr, instant=True, table=True),),
+        width=width,
+        description=description,
+        options={"showHeader": True},
+    )
+
+
+def l2agent_dashboard() -> dict[str, Any]:
+    """The ownership dashboard."""
+    items: list[Panel | Row] = [
+        Row("Ownership"),
+        _table(
+            "Service IP owners",
+            "max by (ip, service, node) (l2agent_ip_owner == 1)",
+            width=12,
+            description="One row per service IP and the node that announces it right now.",
+        ),
+        Panel(
+            "IPs without an owner",
+            "stat",
+            (Target("count(max by (ip) (l2agent_ip_owner) == 0) or vector(0)", instant=True),),
+            width=6,
+            description="Service IPs that every speaker reports as not announced.",
+        ),
+        Panel(
+            "IPs with two owners",
+            "stat",
+            (
+                Target(
+                    "count(count by (ip) (l2agent_ip_owner == 1) > 1) or vector(0)", instant=True
+                ),
+            ),
+            width=6,
+            description="Service IPs that more than one speaker announces (a split brain).",
+        ),
+        Panel(
+            "Ownership timeline",
+            "state-timeline",
+            (Target("max by (ip, node) (l2agent_ip_owner == 1)", legend="{{ip}} on {{node}}"),),
+            width=24,
+            description="A bar per (IP, node) while that node announces the IP.",
+            options={"showValue": "never", "mergeValues": True},
+        ),
+        Panel(
+            "Ownership changes",
+            "timeseries",
+            (
+                Target(
+                    f"sum by (ip, change) (increase(l2agent_ownership_changes_total[{RATE}]))",
+                    legend="{{ip}} {{change}}",
+                ),
+            ),
+            width=12,
+        ),
+        _table(
+            "Interfaces announced on",
+            "max by (ip, service, interface, instance) (l2agent_interface_announced == 1)",
+            width=12,
+        ),
+        Row("Failover"),
+        Panel(
+            "Failover duration",
+            "timeseries",
+            tuple(
+                Target(
+                    f"histogram_quantile({q}, sum by (le) "
+                    f"(rate(l2agent_failover_duration_seconds_bucket[{RATE}])))",
+                    legend=f"p{round(q * 100)}",
+                )
+                for q in (0.5, 0.9, 0.99)
+            ),
+            width=12,
+            unit="s",
+            description="From a member's failure to the new owner's first gratuitous packet.",
+        ),
+        Panel(
+            "Failover duration distribution",
+            "heatmap",
+            (
+                Target(
+                    f"sum by (le) (increase(l2agent_failover_duration_seconds_bucket[{RATE}]))",
+                    legend="{{le}}",
+                ),
+            ),
+            width=8,
+            options={"calculate": False, "yAxis": {"unit": "s"}},
+        ),
+        Panel(
+            "Failovers in range",
+            "stat",
+            (
+                Target(
+                    "sum(increase(l2agent_failover_duration_seconds_count[$__range]))",
+                    instant=True,
+                ),
+            ),
+            width=4,
+        ),
+        Row("Gossip"),
+        Panel(
+            "Members by state",
+            "timeseries",
+            (Target("max by (state) (l2agent_gossip_members)", legend="{{state}}"),),
+            width=8,
+            description="Highest count any speaker reports per state.",
+        ),
+        _table(
+            "Member state per speaker",
+            "max by (instance, member, state) (l2agent_gossip_member_state == 1)",
+            width=8,
+        ),
+        Panel(
+            "Awareness score",
+            "timeseries",
+            (Target("max by (instance) (l2agent_gossip_awareness_score)", legend="{{instance}}"),),
+            width=8,
+            description="Lifeguard local health: 0 is healthy.",
+        ),
+        Panel(
+            "Probe round-trip time (p99)",
+            "timeseries",
+            (
+                Target(
+                    "histogram_quantile(0.99, sum by (instance, le) "
+                    f"(rate(l2agent_gossip_probe_rtt_seconds_bucket[{RATE}])))",
+                    legend="{{instance}}",
+                ),
+            ),
+            width=8,
+            unit="s",
+        ),
+        Panel(
+            "Suspicions",
+            "timeseries",
+            (
+                Target(
+                    f"sum(rate(l2agent_gossip_suspicions_raised_total[{RATE}]))", legend="raised"
+                ),
+                Target(
+                    f"sum(rate(l2agent_gossip_suspicions_refuted_total[{RATE}]))",
+                    legend="refuted",
+                ),
+            ),
+            width=8,
+            unit="ops",
+        ),
+        Panel(
+            "Members declared dead",
+            "timeseries",
+            (
+                Target(
+                    f"max by (member) (increase(l2agent_gossip_member_failures_total[{RATE}]))",
+                    legend="{{member}}",
+                ),
+            ),
+            width=8,
+        ),
+        Row("ARP / NDP traffic"),
+        Panel(
+            "Requests and replies",
+            "timeseries",
+            (
+                Target(
+                    f"sum by (ip) (rate(metallb_layer2_requests_received[{RATE}]))",
+                    legend="{{ip}} requests",
+                ),
+                Target(
+                    f"sum by (ip) (rate(metallb_layer2_responses_sent[{RATE}]))",
+                    legend="{{ip}} replies",
+                ),
+            ),
+            width=12,
+            unit="pps",
+        ),
+        Panel(
+            "Gratuitous ARP / unsolicited NA",
+            "timeseries",
+            (
+                Target(
+                    f"sum by (ip, instance) (rate(metallb_layer2_gratuitous_sent[{RATE}]))",
+                    legend="{{ip}} from {{instance}}",
+                ),
+            ),
+            width=12,
+            unit="pps",
+        ),
+        Panel(
+            "Dropped by reason",
+            "timeseries",
+            (
+                Target(
+                    f"sum by (reason) (rate(l2agent_packets_dropped_total[{RATE}]))",
+                    legend="{{reason}}",
+                ),
+            ),
+            width=12,
+            unit="pps",
+        ),
+        Panel(
+            "Address conflicts",
+            "timeseries",
+            (
+                Target(
+                    f"sum by (ip) (increase(l2agent_address_conflicts_total[{RATE}]))",
+                    legend="{{ip}}",
+                ),
+            ),
+            width=12,
+            description="Another MAC answered for a service IP we own.",
+        ),
+        Row("Pools and configuration"),
+        Panel(
+            "Pool utilisation",
+            "bargauge",
+            (
+                Target(
+                    "100 * max by (pool) (metallb_allocator_addresses_in_use_total)"
+                    " / max by (pool) (metallb_allocator_addresses_total)",
+                    legend="{{pool}}",
+                    instant=True,
+                ),
+            ),
+            width=12,
+            unit="percent",
+        ),
+        Panel(
+            "Pool addresses",
+            "table",
+            (
+                Target(
+                    "max by (pool) (metallb_allocator_addresses_in_use_total)",
+                    legend="in use",
+                    instant=True,
+                    table=True,
+                ),
+                Target(
+                    "max by (pool) (metallb_allocator_addresses_total)",
+                    legend="usable",
+                    instant=True,
+                    table=True,
+                ),
+            ),
+            width=12,
+            options={"showHeader": True},
+        ),
+        Panel(
+            "Config reloads and rejections",
+            "timeseries",
+            (
+                Target(
+                    f"sum by (instance) (increase(l2agent_config_reloads_total[{RATE}]))",
+                    legend="{{instance}} reloaded",
+                ),
+                Target(
+                    f"sum by (instance) (increase(l2agent_config_rejected_total[{RATE}]))",
+                    legend="{{instance}} rejected",
+                ),
+            ),
+            width=12,
+        ),
+        Panel(
+            "Config state",
+            "table",
+            (
+                Target(
+                    "max by (instance) (metallb_k8s_client_config_stale_bool)",
+                    instant=True,
+                    table=True,
+                ),
+            ),
+            width=12,
+            description="1 = running on a stale configuration (the latest was rejected).",
+        ),
+    ]
+    return _dashboard("l2agent-ownership", "l2agent: service IP ownership", ["l2agent"], items, [])
+
+
+def metallb_dashboard() -> dict[str, Any]:
+    """The seed guide's dashboard, adapted (see the module docstring)."""
+    ns = 'namespace="$namespace"'
+    items: list[Panel | Row] = [
+        Panel(
+            "Controller Status",
+            "stat",
+            (Target(f'up{{job="metallb-controller", {ns}}}', legend="Controller Instances"),),
+        ),
+        Panel(
+            "Speaker Status",
+            "stat",
+            (Target(f'up{{job="metallb-speaker", {ns}}}', legend="Speaker Instances"),),
+        ),
+        Panel(
+            "Layer 2 Announcements",
+            "timeseries",
+            (
+                Target(
+                    f"sum by (node) (metallb_speaker_announced{{{ns}}})",
+                    legend="{{node}}",
+                ),
+            ),
+            description="Replaces the guide's BGP Session Status panel: l2agent has no BGP.",
+        ),
+        Panel(
+            "IP Pool Utilization",
+            "timeseries",
+            (
+                Target(
+                    f"metallb_allocator_addresses_in_use_total{{{ns}}}"
+                    f" / metallb_allocator_addresses_total{{{ns}}} * 100",
+                    legend="{{pool}} - Utilization %",
+                ),
+            ),
+            unit="percent",
+        ),
+        Panel(
+            "Service Allocations",
+            "table",
+            (
+                Target(
+                    f"metallb_allocator_addresses_in_use_total{{{ns}}}", instant=True, table=True
+                ),
+            ),
+        ),
+    ]
+    namespace_var = {
+        "name": "namespace",
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": 'label_values(up{job="metallb-controller"}, namespace)',
+        "current": {"text": "metallb-system", "value": "metallb-system"},
+        "refresh": 1,
+        "hide": 0,
+    }
+    return _dashboard(
+        "metallb-seed",
+        "MetalLB Load Balancer Monitoring",
+        ["metallb", "load-balancer", "networking"],
+        items,
+        [namespace_var],
+    )
+
+
+def render() -> dict[str, str]:
+    """File name -> JSON text, byte-for-byte what is committed."""
+    return {
+        name: json.dumps(build(), indent=2, sort_keys=True) + "\n"
+        for name, build in (
+            ("l2agent-dashboard.json", l2agent_dashboard),
+            ("metallb-dashboard.json", metallb_dashboard),
+        )
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if a committed file is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, text in render().items():
+        path = HERE / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+    if stale:
+        print(f"stale: {', '.join(stale)}; run {Path(__file__).name}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
