@@ -165,8 +165,8 @@ class _Endpoints:
             m = SpeakerMetrics(
                 registry,
                 node,
-                ownership=lambda rows=rows: rows,
-                members=lambda: members,
+                ownership=rows.copy,
+                members=members.copy,
                 awareness=lambda: 0,
             )
             m.config_reloaded()
@@ -178,7 +178,7 @@ class _Endpoints:
             m.suspicion_refuted()
             m.conflict_detected(WEB, bytes.fromhex("020000000099"))
             self.speakers[node] = m
-            status = speaker_status(node, lambda rows=rows: rows, lambda: members)
+            status = speaker_status(node, rows.copy, members.copy)
             await self._serve(node, registry, status)
         registry = CollectorRegistry()
         controller = ControllerMetrics(registry, pools=lambda: [PoolUsage("lab", 254, 16, 2, 1)])
