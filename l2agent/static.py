@@ -1,0 +1,83 @@
+"""Static configuration: Kubernetes objects from multi-document YAML files.
+
+The same shape `kubectl get -o yaml` prints (single objects, several documents, or
+`kind: List`), so an agent with no cluster reads what a cluster would have served.
+Loading is the only I/O here; `l2agent.model.build_state` validates what it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from l2agent.errors import ConfigError
+from l2agent.model.snapshot import expand_lists
+
+__all__ = ["load_yaml_files", "load_yaml_text"]
+
+log = logging.getLogger(__name__)
+
+
+def load_yaml_text(text: str, source: str = "<string>") -> list[dict[str, Any]]:
+    """Parse multi-document YAML into objects; `kind: List` items are expanded.
+
+    Empty documents are skipped.  Raises `ConfigError(source, line)` for a syntax error or a
+    document that is not a mapping, so a bad file is reported where it is broken.
+    """
+    out: list[dict[str, Any]] = []
+    constructor = yaml.SafeLoader("")
+    try:
+        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+            if node is None:
+                continue
+            line = node.start_mark.line + 1
+            doc = constructor.construct_document(node)
+            if doc is None:
+                continue
+            if not isinstance(doc, dict):
+                raise ConfigError(
+                    f"expected a Kubernetes object (a mapping), got a {type(doc).__name__}",
+                    source=source,
+                    line=line,
+                )
+            for obj in expand_lists([doc]):
+                if not isinstance(obj, dict):
+                    raise ConfigError(
+                        "a List item is not a Kubernetes object (a mapping)",
+                        source=source,
+                        line=line,
+                    )
+                out.append(obj)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"invalid YAML: {problem}", source=source, line=line) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", source=source) from None
+    finally:
+        constructor.dispose()
+    return out
+
+
+def load_yaml_files(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
+    """Read every file in order and concatenate their objects.
+
+    Raises `ConfigError` naming the file (and line) for an unreadable or invalid file.
+    """
+    out: list[dict[str, Any]] = []
+    for path in paths:
+        name = os.fspath(path)
+        try:
+            with open(name, encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read: {exc}", source=name) from None
+        objects = load_yaml_text(text, source=name)
+        log.debug("loaded %d objects from %s", len(objects), name)
+        out.extend(objects)
+    return out
