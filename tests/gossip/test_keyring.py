@@ -85,3 +85,17 @@ def test_metallb_key_derivation() -> None:
     assert metallb_key(b"abc") == b"abc" + empty_digest[:29]
     assert metallb_key(b"") == empty_digest
     assert len(metallb_key(b"x" * 5)) == 32
+
+
+def test_decrypts_go_envelopes() -> None:
+    # tests/data/gossip/go_golden.json: memberlist's encryptPayload, key 00..1f, AD "lab".
+    import json
+    from pathlib import Path
+
+    golden_path = Path(__file__).resolve().parents[1] / "data" / "gossip" / "go_golden.json"
+    golden = {k: bytes.fromhex(v) for k, v in json.loads(golden_path.read_text()).items()}
+    ring = Keyring.of(b"x" * 16, [bytes(range(32))])  # the right key is not the primary
+    for name in ("encrypted_v1", "encrypted_v0"):
+        assert ring.decrypt(golden[name], b"lab") == golden["compound"]
+        with pytest.raises(DecryptFailed):
+            ring.decrypt(golden[name], b"")
