@@ -62,7 +62,10 @@ def call_json(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, An
 def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Call a client API method for its effect only (the body is read and discarded)."""
     resp = fn(*args, _preload_content=False, **kwargs)
-    resp.release_conn()
+    try:
+        resp.read()  # drain the body, or the kept-alive connection is poisoned
+    finally:
+        resp.release_conn()
 
 
 def lease_model(body: dict[str, Any]) -> V1Lease:

@@ -1,0 +1,298 @@
+"""Writers of what l2agent tells the cluster: Service ingress, pool counts, ServiceL2Status.
+
+Service allocations go through the `status` subresource (a merge patch of
+`status.loadBalancer`), the pool name through the `metallb.io/ip-allocated-from-pool`
+annotation, pool counts through the IPAddressPool status subresource. ServiceL2Status
+objects are kept the way MetalLB's speaker keeps them: the announcing node owns one object
+per Service (`generateName: l2-`, labels `metallb.io/node`, `metallb.io/service-name`,
+`metallb.io/service-namespace`); a node deletes its own objects for Services it no longer
+announces, and the announcer deletes other nodes' objects and duplicates. `plan_l2_status`
+is the pure diff; `L2StatusWriter` applies it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+
+from l2agent.kube.convert import ApiFailure, api_failure, call, call_json
+from l2agent.model.types import IPAddress
+
+__all__ = [
+    "ALLOCATED_FROM_POOL",
+    "LABEL_NODE",
+    "LABEL_SERVICE_NAME",
+    "LABEL_SERVICE_NAMESPACE",
+    "L2StatusPlan",
+    "L2StatusWriter",
+    "ServiceStatusWriter",
+    "plan_l2_status",
+]
+
+log = logging.getLogger(__name__)
+
+ALLOCATED_FROM_POOL = "metallb.io/ip-allocated-from-pool"
+DEPRECATED_ALLOCATED_FROM_POOL = "metallb.universe.tf/ip-allocated-from-pool"
+LABEL_NODE = "metallb.io/node"
+LABEL_SERVICE_NAME = "metallb.io/service-name"
+LABEL_SERVICE_NAMESPACE = "metallb.io/service-namespace"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class ServiceStatusWriter:
+    """Controller-side writes. Each method returns None on success, else the failure."""
+
+    def __init__(self, api: client.ApiClient, *, namespace: str) -> None:
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace = namespace
+
+    def set_ingress(self, key: str, ips: Sequence[IPAddress]) -> ApiFailure | None:
+        """Replace status.loadBalancer.ingress with `ips` (empty: clear it)."""
+        ns, _, name = key.partition("/")
+        lb: dict[str, Any] = {"ingress": [{"ip": str(ip)} for ip in ips] if ips else None}
+        return self._call(
+            self.core.patch_namespaced_service_status,
+            name,
+            ns,
+            {"status": {"loadBalancer": lb}},
+        )
+
+    def set_pool_annotation(self, key: str, pool: str | None) -> ApiFailure | None:
+        """Set (or remove, with None) metallb.io/ip-allocated-from-pool."""
+        ns, _, name = key.partition("/")
+        patch = {"metadata": {"annotations": {ALLOCATED_FROM_POOL: pool}}}
+        return self._call(self.core.patch_namespaced_service, name, ns, patch)
+
+    def set_pool_status(self, pool: str, counts: Mapping[str, int]) -> ApiFailure | None:
+        """Patch IPAddressPool status (assignedIPv4, assignedIPv6, availableIPv4, ...)."""
+        try:
+            call(
+                self.custom.patch_namespaced_custom_object_status,
+                "metallb.io",
+                "v1beta1",
+                self.namespace,
+                "ipaddresspools",
+                pool,
+                {"status": dict(counts)},
+                _content_type=MERGE_PATCH,
+            )
+        except Exception as exc:
+            return self._failed("IPAddressPool status", pool, exc)
+        return None
+
+    def _call(self, method: Any, name: str, ns: str, body: dict[str, Any]) -> ApiFailure | None:
+        try:
+            call(method, name, ns, body, _content_type=MERGE_PATCH)
+        except Exception as exc:
+            return self._failed(method.__name__, f"{ns}/{name}", exc)
+        return None
+
+    @staticmethod
+    def _failed(what: str, target: str, exc: BaseException) -> ApiFailure:
+        failure = api_failure(exc)
+        log.warning("%s %s failed: %s", what, target, failure.message)
+        return failure
+
+
+@dataclass(frozen=True, slots=True)
+class L2StatusPlan:
+    """What to change: create (service key, interfaces), set status of existing objects
+    (name, service key, interfaces), delete object names."""
+
+    create: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    update: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    delete: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.create or self.update or self.delete)
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def _interfaces(obj: Mapping[str, Any]) -> tuple[str, ...] | None:
+    status = obj.get("status") or {}
+    if not status.get("node"):
+        return None  # created, status not written yet
+    return tuple(str(i.get("name", "")) for i in status.get("interfaces") or [])
+
+
+def plan_l2_status(
+    node: str,
+    announcing: Mapping[str, tuple[str, ...]],
+    existing: Iterable[Mapping[str, Any]],
+) -> L2StatusPlan:
+    """Pure diff. `announcing`: service key -> interfaces (sorted; empty = all) for what
+    this node announces; `existing`: the ServiceL2Status objects in the namespace."""
+    by_service: dict[str, list[Mapping[str, Any]]] = {}
+    for obj in existing:
+        labels = _labels(obj)
+        key = f"{labels.get(LABEL_SERVICE_NAMESPACE, '')}/{labels.get(LABEL_SERVICE_NAME, '')}"
+        by_service.setdefault(key, []).append(obj)
+    create: list[tuple[str, tuple[str, ...]]] = []
+    update: list[tuple[str, str, tuple[str, ...]]] = []
+    delete: list[str] = []
+    for key, objs in sorted(by_service.items()):
+        mine = sorted(
+            (o for o in objs if _labels(o).get(LABEL_NODE) == node),
+            key=lambda o: str(o["metadata"]["name"]),
+        )
+        others = [o for o in objs if _labels(o).get(LABEL_NODE) != node]
+        if key not in announcing:
+            delete.extend(str(o["metadata"]["name"]) for o in mine)
+            continue
+        # We announce it: other nodes' objects are stale, and we keep exactly one.
+        delete.extend(str(o["metadata"]["name"]) for o in others)
+        keep, extra = (mine[0], mine[1:]) if mine else (None, [])
+        delete.extend(str(o["metadata"]["name"]) for o in extra)
+        if keep is None:
+            create.append((key, announcing[key]))
+        elif _interfaces(keep) != announcing[key]:
+            update.append((str(keep["metadata"]["name"]), key, announcing[key]))
+    for key in sorted(announcing):
+        if key not in by_service:
+            create.append((key, announcing[key]))
+    return L2StatusPlan(tuple(create), tuple(update), tuple(sorted(set(delete))))
+
+
+class L2StatusWriter:
+    """Applies `plan_l2_status` for one speaker. Owner reference: the speaker pod, when
+    its name and uid are known, so the objects go when the pod goes."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        namespace: str,
+        node: str,
+        pod_name: str | None = None,
+        pod_uid: str | None = None,
+    ) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace = namespace
+        self.node = node
+        self.pod_name = pod_name
+        self.pod_uid = pod_uid
+        self.failures = 0
+        self._created: dict[str, Mapping[str, Any]] = {}
+        self._deleted: set[str] = set()
+
+    def apply(self, plan: L2StatusPlan) -> int:
+        """Apply the plan; returns how many writes failed (they are retried next sync)."""
+        failed = 0
+        for name in plan.delete:
+            failed += self._delete(name)
+        for key, ifaces in plan.create:
+            failed += self._create(key, ifaces)
+        for name, key, ifaces in plan.update:
+            failed += self._set_status(name, key, ifaces)
+        self.failures += failed
+        return failed
+
+    def sync(
+        self, announcing: Mapping[str, tuple[str, ...]], existing: Iterable[Mapping[str, Any]]
+    ) -> int:
+        """Diff and apply. `existing` usually comes from a watch cache that lags our own
+        writes, so objects we created or deleted and the cache has not caught up with are
+        folded in; without this a quick second sync would create duplicates."""
+        seen: dict[str, Mapping[str, Any]] = {str(o["metadata"]["name"]): o for o in existing}
+        self._created = {n: o for n, o in self._created.items() if n not in seen}
+        self._deleted &= set(seen)
+        view = {n: o for n, o in seen.items() if n not in self._deleted}
+        view.update(self._created)
+        return self.apply(plan_l2_status(self.node, announcing, view.values()))
+
+    def _status(self, key: str, ifaces: tuple[str, ...]) -> dict[str, Any]:
+        ns, _, name = key.partition("/")
+        return {
+            "node": self.node,
+            "serviceName": name,
+            "serviceNamespace": ns,
+            "interfaces": [{"name": i} for i in ifaces],
+        }
+
+    def _create(self, key: str, ifaces: tuple[str, ...]) -> int:
+        ns, _, name = key.partition("/")
+        meta: dict[str, Any] = {
+            "generateName": "l2-",
+            "namespace": self.namespace,
+            "labels": {
+                LABEL_NODE: self.node,
+                LABEL_SERVICE_NAME: name,
+                LABEL_SERVICE_NAMESPACE: ns,
+            },
+        }
+        if self.pod_name and self.pod_uid:
+            meta["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Pod", "name": self.pod_name, "uid": self.pod_uid}
+            ]
+        body = {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "ServiceL2Status",
+            "metadata": meta,
+            "spec": {},
+            "status": self._status(key, ifaces),
+        }
+        try:
+            created = call_json(
+                self.custom.create_namespaced_custom_object,
+                "metallb.io",
+                "v1beta1",
+                self.namespace,
+                "servicel2statuses",
+                body,
+            )
+        except Exception as exc:
+            log.warning("ServiceL2Status for %s: create failed: %s", key, api_failure(exc).message)
+            return 1
+        # The status subresource ignores status on create: write it separately.
+        created["status"] = self._status(key, ifaces)
+        self._created[str(created["metadata"]["name"])] = created
+        return self._set_status(str(created["metadata"]["name"]), key, ifaces)
+
+    def _set_status(self, obj_name: str, key: str, ifaces: tuple[str, ...]) -> int:
+        try:
+            call(
+                self.custom.patch_namespaced_custom_object_status,
+                "metallb.io",
+                "v1beta1",
+                self.namespace,
+                "servicel2statuses",
+                obj_name,
+                {"status": self._status(key, ifaces)},
+                _content_type=MERGE_PATCH,
+            )
+        except Exception as exc:
+            log.warning(
+                "ServiceL2Status %s: status write failed: %s", obj_name, api_failure(exc).message
+            )
+            return 1
+        return 0
+
+    def _delete(self, obj_name: str) -> int:
+        try:
+            call(
+                self.custom.delete_namespaced_custom_object,
+                "metallb.io",
+                "v1beta1",
+                self.namespace,
+                "servicel2statuses",
+                obj_name,
+            )
+        except Exception as exc:
+            failure = api_failure(exc)
+            if failure.not_found:
+                self._deleted.add(obj_name)
+                return 0
+            log.warning("ServiceL2Status %s: delete failed: %s", obj_name, failure.message)
+            return 1
+        self._deleted.add(obj_name)
+        self._created.pop(obj_name, None)
+        return 0
