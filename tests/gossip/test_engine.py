@@ -1,0 +1,408 @@
+"""The engine through its public verbs, with an EnginePair-style harness (after h11's
+ConnectionPair): engines exchange packets and streams in memory at a time we choose."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gossip.actions import Address, CloseStream, OpenStream, ReplyStream
+from gossip.codec import encode_message
+from gossip.config import GossipConfig, fast, lan
+from gossip.engine import Engine
+from gossip.errors import MalformedReason
+from gossip.events import (
+    DropReason,
+    Event,
+    JoinFinished,
+    MemberFailed,
+    MemberJoined,
+    MemberLeft,
+    MemberSuspected,
+    MemberUpdated,
+    ProtocolViolation,
+    UserMessage,
+)
+from gossip.keyring import Keyring
+from gossip.messages import NodeState, Ping, Suspect
+
+E = TypeVar("E")
+
+
+class Hooks:
+    def __init__(self, state: bytes) -> None:
+        self.state = state
+        self.got: list[tuple[bytes, bool]] = []
+
+    def local_state(self, join: bool) -> bytes:
+        return self.state
+
+    def merge_remote_state(self, data: bytes, join: bool) -> None:
+        self.got.append((data, join))
+
+
+class Cluster:
+    """Engines wired together in memory. `cut` decides which packets are lost."""
+
+    def __init__(
+        self,
+        n: int,
+        make: Callable[..., GossipConfig] = lan,
+        keyrings: list[Keyring | None] | None = None,
+        hooks: list[Hooks | None] | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.now = 0.0
+        self.engines: list[Engine] = []
+        self.addrs: list[Address] = []
+        self.events: list[list[Event]] = []
+        self.cut: Callable[[int, int], bool] = lambda a, b: False
+        self.tcp_cut: Callable[[int, int], bool] = lambda a, b: False
+        self.down: set[int] = set()
+        self.sent: list[tuple[int, int, bytes]] = []
+        self._conns: dict[tuple[int, int], tuple[int, int]] = {}
+        for i in range(n):
+            addr = (f"192.0.2.{i + 1}", 7946)
+            cfg = make(f"n{i}", bind_addr=addr[0], enable_compression=False, **overrides)
+            eng = Engine(
+                cfg,
+                random.Random(i),
+                now=0.0,
+                keyring=keyrings[i] if keyrings else None,
+                hooks=hooks[i] if hooks else None,
+            )
+            self.engines.append(eng)
+            self.addrs.append(addr)
+            self.events.append([])
+        self.pump()
+
+    def index(self, addr: Address) -> int | None:
+        return self.addrs.index(addr) if addr in self.addrs else None
+
+    def pump(self) -> None:
+        """Deliver everything outstanding, repeatedly, until quiet."""
+        busy = True
+        while busy:
+            busy = False
+            for i, eng in enumerate(self.engines):
+                for p in eng.packets_to_send():
+                    busy = True
+                    j = self.index(p.addr)
+                    self.sent.append((i, -1 if j is None else j, p.data))
+                    if j is None or i in self.down or j in self.down or self.cut(i, j):
+                        continue
+                    self.engines[j].handle_packet(p.data, self.addrs[i], self.now)
+                for act in eng.streams_to_open():
+                    busy = True
+                    self._stream(i, act)
+                while (ev := eng.next_event()) is not None:
+                    self.events[i].append(ev)
+
+    def _stream(self, i: int, act: OpenStream | ReplyStream | CloseStream) -> None:
+        eng = self.engines[i]
+        if isinstance(act, OpenStream):
+            j = self.index(act.addr)
+            if j is None or j in self.down or i in self.down or self.tcp_cut(i, j):
+                eng.stream_failed(act.conn_id, self.now)
+                return
+            peer_cid = self.engines[j].stream_accepted(self.addrs[i], self.now)
+            self._conns[(i, act.conn_id)] = (j, peer_cid)
+            self._conns[(j, peer_cid)] = (i, act.conn_id)
+            self.engines[j].handle_stream(peer_cid, act.data, self.now)
+        elif isinstance(act, ReplyStream):
+            peer = self._conns.get((i, act.conn_id))
+            if peer is not None and peer[0] not in self.down:
+                self.engines[peer[0]].handle_stream(peer[1], act.data, self.now)
+        else:
+            peer = self._conns.pop((i, act.conn_id), None)
+            if peer is not None:
+                self._conns.pop(peer, None)
+
+    def advance(self, seconds: float, step: float = 0.01) -> None:
+        end = self.now + seconds
+        while self.now < end - 1e-9:
+            self.now = round(self.now + step, 9)
+            for i, eng in enumerate(self.engines):
+                if i in self.down:
+                    continue
+                deadline = eng.next_deadline()
+                if deadline is not None and deadline <= self.now:
+                    eng.tick(self.now)
+            self.pump()
+
+    def join_all(self) -> None:
+        for i in range(1, len(self.engines)):
+            self.engines[i].join([self.addrs[0]], self.now)
+            self.pump()
+        self.advance(2.0)
+
+    def of(self, i: int, kind: type[E]) -> list[E]:
+        return [e for e in self.events[i] if isinstance(e, kind)]
+
+    def state(self, i: int, name: str) -> NodeState | None:
+        m = self.engines[i].member(name)
+        return None if m is None else m.state
+
+
+def test_join_exchanges_state_both_ways() -> None:
+    c = Cluster(2)
+    c.engines[1].join([c.addrs[0]], 0.0)
+    c.pump()
+    assert {m.name for m in c.engines[0].members()} == {"n0", "n1"}
+    assert {m.name for m in c.engines[1].members()} == {"n0", "n1"}
+    assert c.of(1, JoinFinished) == [JoinFinished(1, (), 0.0)]
+    assert [e.member.name for e in c.of(0, MemberJoined)] == ["n0", "n1"]
+
+
+def test_join_to_nobody_fails_cleanly() -> None:
+    c = Cluster(1)
+    c.engines[0].join([("198.51.100.7", 7946)], 0.0)
+    c.pump()
+    assert c.of(0, JoinFinished) == [JoinFinished(0, (("198.51.100.7", 7946),), 0.0)]
+    c.engines[0].join([], 0.0)
+    c.pump()
+    assert c.of(0, JoinFinished)[-1].succeeded == 0
+
+
+def test_three_members_converge_and_probe_quietly() -> None:
+    c = Cluster(3)
+    c.join_all()
+    c.advance(10.0)
+    for i in range(3):
+        assert [m.state for m in c.engines[i].members()] == [NodeState.ALIVE] * 3
+        assert c.engines[i].health_score == 0
+        assert c.engines[i].counters.probe_failures == 0
+        assert not c.of(i, MemberSuspected)
+
+
+def test_crashed_member_is_declared_dead_at_suspicion_timeout() -> None:
+    c = Cluster(3)
+    c.join_all()
+    c.down.add(2)
+    crash = c.now
+    c.advance(15.0)
+    for i in (0, 1):
+        failed = c.of(i, MemberFailed)
+        assert [e.member.name for e in failed] == ["n2"]
+        # n = 3: k = 0, so the timer is min = 4 s; detection within probe cadence + 1 s + 4 s
+        assert 4.0 < failed[0].at - crash < 9.0
+        assert c.state(i, "n2") is NodeState.DEAD
+
+
+def test_failed_event_is_emitted_in_the_tick_that_declares_death() -> None:
+    c = Cluster(2)
+    c.join_all()
+    c.down.add(1)
+    eng = c.engines[0]
+    for _ in range(2000):
+        c.now = round(c.now + 0.01, 9)
+        eng.tick(c.now)
+        before = eng.member("n1")
+        assert before is not None
+        evs = []
+        while (ev := eng.next_event()) is not None:
+            evs.append(ev)
+        eng.packets_to_send()
+        eng.streams_to_open()
+        if before.state is NodeState.DEAD:
+            assert any(isinstance(e, MemberFailed) for e in evs)
+            return
+    pytest.fail("never declared dead")
+
+
+def test_suspected_member_refutes_and_stays_alive() -> None:
+    c = Cluster(3)
+    c.join_all()
+    inc = c.engines[1].local_member().incarnation
+    bad = encode_message(Suspect(inc, "n1", "n0"))
+    c.engines[0].handle_packet(bad, c.addrs[2], c.now)  # n0 hears "n1 is suspect"
+    c.pump()
+    c.advance(3.0)
+    assert c.engines[1].local_member().incarnation == inc + 1
+    for i in range(3):
+        assert c.state(i, "n1") is NodeState.ALIVE
+    assert c.engines[1].health_score >= 0
+
+
+def test_graceful_leave_is_seen_as_leave() -> None:
+    c = Cluster(3)
+    c.join_all()
+    c.engines[2].leave(c.now)
+    c.pump()
+    c.advance(1.0)
+    for i in (0, 1):
+        assert [e.member.name for e in c.of(i, MemberLeft)] == ["n2"]
+        assert not c.of(i, MemberFailed)
+        assert c.state(i, "n2") is NodeState.LEFT
+    c.advance(5.0)
+    assert c.engines[2].leave_done()
+
+
+def test_meta_update_and_user_messages_travel() -> None:
+    c = Cluster(3)
+    c.join_all()
+    c.engines[0].set_meta(b"zone=a", c.now)
+    c.engines[0].broadcast_user(b"hello all", c.now)
+    c.engines[0].send_user(c.addrs[1], b"direct", c.now)
+    c.engines[0].send_user(c.addrs[2], b"reliable", c.now, reliable=True)
+    c.pump()
+    c.advance(2.0)
+    for i in (1, 2):
+        upd = c.of(i, MemberUpdated)
+        assert upd and upd[-1].member.meta == b"zone=a"
+        msgs = [e.data for e in c.of(i, UserMessage)]
+        # like memberlist, a user broadcast is sent retransmit-limit times: duplicates are
+        # the application's to drop
+        assert msgs.count(b"hello all") >= 1
+    assert [e.data for e in c.of(1, UserMessage) if e.data == b"direct"] == [b"direct"]
+    rel = [e for e in c.of(2, UserMessage) if e.data == b"reliable"]
+    assert len(rel) == 1 and rel[0].reliable
+
+
+def test_push_pull_user_state_through_hooks() -> None:
+    hooks = [Hooks(b"state-0"), Hooks(b"state-1")]
+    c = Cluster(2, hooks=list(hooks))
+    c.engines[1].join([c.addrs[0]], 0.0)
+    c.pump()
+    assert hooks[0].got == [(b"state-1", True)]
+    assert hooks[1].got == [(b"state-0", True)]
+
+
+def test_indirect_probe_keeps_target_alive_when_direct_path_is_cut() -> None:
+    c = Cluster(3, disable_tcp_pings=True)
+    c.join_all()
+    c.cut = lambda a, b: {a, b} == {0, 2}
+    c.advance(20.0)
+    assert c.state(0, "n2") is NodeState.ALIVE
+    assert c.state(2, "n0") is NodeState.ALIVE
+    assert not c.of(0, MemberFailed)
+
+
+def test_tcp_fallback_keeps_target_alive_when_udp_is_cut() -> None:
+    c = Cluster(2)
+    c.join_all()
+    c.cut = lambda a, b: True  # no UDP at all; TCP pings still work
+    c.advance(20.0)
+    assert c.state(0, "n1") is NodeState.ALIVE
+    assert c.engines[0].counters.streams_out > 3
+
+
+def test_relay_sends_nack_when_target_is_silent() -> None:
+    c = Cluster(3, disable_tcp_pings=True)
+    c.join_all()
+    c.down.add(2)
+    before = c.engines[0].counters.probe_failures
+    c.advance(3.0)
+    assert c.engines[0].counters.probe_failures > before
+    # nacks came back from the relay, so the health penalty is the number of missing nacks (0)
+    assert c.engines[0].health_score <= 1
+
+
+def test_pinned_target_is_probed_every_round() -> None:
+    c = Cluster(6, make=fast)
+    c.join_all()
+    c.engines[0].set_pinned_targets(["n5"])
+    c.sent.clear()
+    c.advance(1.0)
+    pings = [d for (s, dst, d) in c.sent if s == 0 and dst == 5 and d[:1] in (b"\x00", b"\x07")]
+    # one probe each 20 ms to n5 (the round robin alone would give ~1 in 5)
+    assert len(pings) >= 45
+
+
+def test_dead_after_confirmations_declares_death_early() -> None:
+    slow: dict[str, Any] = {"suspicion_mult": 4, "suspicion_max_timeout_mult": 6}
+    base = Cluster(5, make=fast, dead_after_confirmations=0, **slow)
+    base.join_all()
+    quick = Cluster(5, make=fast, dead_after_confirmations=1, **slow)
+    quick.join_all()
+    times = []
+    for c in (base, quick):
+        c.down.add(4)
+        crash = c.now
+        c.advance(1.0, step=0.002)
+        times.append(min(e.at for e in c.of(0, MemberFailed)) - crash)
+    assert times[1] < times[0]
+
+
+def test_encrypted_cluster_and_wrong_key() -> None:
+    key = Keyring.of(bytes(range(32)))
+    c = Cluster(2, keyrings=[key, key])
+    c.join_all()
+    assert c.state(0, "n1") is NodeState.ALIVE
+    assert all(not d.startswith(b"\x00") for (_, _, d) in c.sent)
+    wrong = Cluster(2, keyrings=[key, Keyring.of(bytes(32))])
+    wrong.engines[1].join([wrong.addrs[0]], 0.0)
+    wrong.pump()
+    assert wrong.of(1, JoinFinished)[0].succeeded == 0
+    assert wrong.engines[0].counters.malformed.get(MalformedReason.DECRYPT_FAILED, 0) >= 1
+    assert wrong.engines[0].member("n1") is None
+
+
+def test_ping_for_another_node_gets_no_ack() -> None:
+    c = Cluster(1)
+    ping = encode_message(Ping(5, "someone-else"))
+    c.engines[0].handle_packet(ping, ("198.51.100.9", 7946), 0.0)
+    assert c.engines[0].packets_to_send() == []
+    assert c.engines[0].counters.drops[DropReason.PING_NOT_FOR_US] == 1
+    c.engines[0].handle_packet(encode_message(Ping(5, "")), ("198.51.100.9", 7946), 0.0)
+    assert len(c.engines[0].packets_to_send()) == 1
+
+
+def test_bad_streams_are_answered_closed_and_bounded() -> None:
+    cfg = replace(lan("x", bind_addr="192.0.2.1"), max_inbound_streams=2)
+    eng = Engine(cfg, random.Random(0), now=0.0)
+    peer = ("198.51.100.1", 1)
+    garbage = eng.stream_accepted(peer, 0.0)
+    eng.handle_stream(garbage, b"\x06\xc1\xc1\xc1", 0.0)
+    acts = eng.streams_to_open()
+    assert isinstance(acts[0], ReplyStream) and acts[0].data[:1] in (b"\x0d", b"\x09")
+    assert acts[-1] == CloseStream(garbage)
+    stall1 = eng.stream_accepted(peer, 0.0)
+    eng.handle_stream(stall1, b"\x06\x83", 0.0)  # half a header, then nothing
+    stall2 = eng.stream_accepted(peer, 0.0)
+    over = eng.stream_accepted(peer, 0.0)
+    assert CloseStream(over) in eng.streams_to_open()
+    assert eng.counters.drops[DropReason.TOO_MANY_STREAMS] == 1
+    eng.tick(11.0)
+    closed = eng.streams_to_open()
+    assert CloseStream(stall1) in closed and CloseStream(stall2) in closed
+    assert eng.counters.drops[DropReason.STREAM_TIMEOUT] == 2
+    eng.handle_stream(stall1, b"late", 11.0)
+    assert eng.counters.drops[DropReason.UNKNOWN_STREAM] == 1
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.binary(max_size=200), max_size=8), st.lists(st.binary(max_size=200), max_size=4))
+def test_random_input_never_raises_and_stays_bounded(
+    packets: list[bytes], chunks: list[bytes]
+) -> None:
+    eng = Engine(lan("fuzz", bind_addr="192.0.2.1"), random.Random(0), now=0.0)
+    src = ("198.51.100.2", 7946)
+    for i, data in enumerate(packets):
+        eng.handle_packet(data, src, float(i))
+        for prefix in (b"\x07\x02", b"\x0c", b"\x09"):
+            eng.handle_packet(prefix + data, src, float(i))
+    conn = eng.stream_accepted(src, 0.0)
+    for chunk in chunks:
+        eng.handle_stream(conn, chunk, 1.0)
+    eng.handle_stream(conn, b"", 2.0)
+    eng.tick(100.0)
+    # every stream ended (EOF or deadline) and nothing else grew without bound
+    assert CloseStream(conn) in eng.streams_to_open() or eng.counters.drops
+    deadline = eng.next_deadline()
+    assert deadline is not None and deadline > 100.0
+    assert len(eng.members()) <= 1 + 4 * len(packets)
+    events = []
+    while (ev := eng.next_event()) is not None:
+        events.append(ev)
+    assert len(events) <= 10_000
+    bad = sum(1 for e in events if isinstance(e, ProtocolViolation))
+    assert bad == sum(eng.counters.drops.values()) - eng.counters.drops.get(
+        DropReason.UNKNOWN_ACK, 0
+    ) - eng.counters.drops.get(DropReason.UNKNOWN_STREAM, 0)
