@@ -43,7 +43,7 @@ from l2agent.metrics import (
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
-RULE_FILES = sorted((ROOT / "deploy" / "prometheus").glob("*.yaml"))
+RULE_FILES = sorted((ROOT / "deploy" / "prometheus").glob("*-rules.yaml"))
 PROMETHEUS = shutil.which("prometheus")
 # What Grafana would put in place of its variables.
 GRAFANA_VARIABLES = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "deploy" / "prometheus"
-RULE_FILES = sorted(RULES_DIR.glob("*.yaml"))
+RULE_FILES = sorted(RULES_DIR.glob("*-rules.yaml"))
 TEST_FILES = sorted((RULES_DIR / "tests").glob("*.test.yaml"))
 PROMTOOL = shutil.which("promtool")
 
@@ -95,3 +96,22 @@ def test_alerts_say_how_bad_and_what(rule_file: Path) -> None:
         assert alert["labels"]["severity"] in {"critical", "warning", "info"}, alert["alert"]
         assert alert["annotations"]["summary"], alert["alert"]
         assert alert["annotations"]["description"], alert["alert"]
+
+
+def test_prometheusrule_object_is_current_and_valid(tmp_path: Path) -> None:
+    """The operator's PrometheusRule holds exactly the tested groups, and promtool accepts them."""
+    result = subprocess.run(
+        [sys.executable, str(RULES_DIR / "build_prometheusrule.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    obj = yaml.safe_load((RULES_DIR / "prometheusrule.yaml").read_text())
+    assert (obj["apiVersion"], obj["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    groups = [g for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"]]
+    assert obj["spec"]["groups"] == groups
+    extracted = tmp_path / "extracted.yaml"
+    extracted.write_text(yaml.safe_dump({"groups": obj["spec"]["groups"]}))
+    check = _promtool("check", "rules", str(extracted))
+    assert check.returncode == 0, check.stdout + check.stderr
