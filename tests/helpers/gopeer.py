@@ -257,3 +257,101 @@ def go_peers(binary: Path) -> Iterator[list[GoPeer]]:
     finally:
         for peer in peers:
             peer.close()
+
+
+class PyMember(JsonLinesProcess):
+    """One `python -m gossip --commands` member in a child process (killable by PID)."""
+
+    def __init__(self, name: str, port: int, *args: str) -> None:
+        import sys
+
+        argv = [sys.executable, "-m", "gossip", "--name", name, "--bind", f"127.0.0.1:{port}"]
+        argv += ["--commands", *args]
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        super().__init__(argv, env=env)
+        self.name = name
+        self.port = port
+        self.wait_event("ready", timeout=20)
+
+    def command(self, line: str, timeout: float = 10.0) -> dict[str, Any]:
+        verb = line.split()[0]
+        start = len(self.seen)
+        self.send_line(line)
+        want = "members" if verb == "members" else "done"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for item in self.seen[start:]:
+                if item.get("event") == want and (want == "members" or item.get("cmd") == verb):
+                    self.seen.remove(item)
+                    return item
+            self._pump(0.2)
+        raise AssertionError(f"{self.name}: no reply to {line!r}; seen {self.seen[-10:]}")
+
+    def alive_members(self) -> set[str]:
+        return {m["node"] for m in self.command("members")["members"] if m["state"] == 0}
+
+    def terminate(self) -> None:
+        """SIGTERM: the CLI leaves gracefully and exits 0."""
+        os.kill(self.proc.pid, signal.SIGTERM)
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+_CPU_GO_FLAGS = {
+    "lan": {"preset": "lan"},
+    "wan": {"preset": "wan"},
+    "local": {"preset": "local"},
+    "fast": {
+        "preset": "lan",
+        "probe_interval": "20ms",
+        "probe_timeout": "10ms",
+        "gossip_interval": "10ms",
+        "suspicion_mult": "3",
+        "push_pull_interval": "10s",
+    },
+}
+
+
+def measure_cpu(preset: str, seconds: float) -> dict[str, Any]:
+    """CPU one real Python member uses in a 3-member cluster with two Go peers.
+
+    The member's own getrusage (user + system) from after its join until SIGTERM, as printed
+    by `python -m gossip` in its "stopped" line.
+    """
+    binary = build_peer()
+    flags = _CPU_GO_FLAGS[preset]
+    port = free_port()
+    members: list[JsonLinesProcess] = []
+    try:
+        members.append(GoPeer(binary, "go1", port, **flags))
+        members.append(GoPeer(binary, "go2", free_port(), join=f"127.0.0.1:{port}", **flags))
+        py = PyMember("py1", free_port(), "--preset", preset, "--join", f"127.0.0.1:{port}")
+        members.append(py)
+        py.wait_event("joined")
+        time.sleep(seconds)
+        py.terminate()
+        stopped = py.wait_event("stopped", timeout=30)
+        return {
+            "preset": preset,
+            "cpu_seconds": stopped["cpu_seconds"],
+            "wall_seconds": stopped["wall_seconds"],
+            "cpu_per_second": stopped["cpu_seconds"] / stopped["wall_seconds"],
+        }
+    finally:
+        for member in members:
+            member.close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    # python tests/helpers/gopeer.py cpu PRESET SECONDS
+    if len(sys.argv) == 4 and sys.argv[1] == "cpu":
+        print(json.dumps(measure_cpu(sys.argv[2], float(sys.argv[3]))))
