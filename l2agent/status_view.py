@@ -61,7 +61,7 @@ class SpeakerReport:
 
     url: str
     node: str | None = None
-    claims: Mapping[str, Claim] = field(default_factory=dict)
+    claims: Mapping[str, tuple[Claim, ...]] = field(default_factory=dict)
     members: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     error: str | None = None
 
@@ -103,17 +103,21 @@ def parse_report(url: str, doc: Any) -> SpeakerReport:
         node = doc["node"]
         if not isinstance(node, str):
             raise TypeError("node is not a string")
-        claims = {}
+        claims: dict[str, tuple[Claim, ...]] = {}
         for row in doc["ownership"]:
             ip = str(ipaddress.ip_address(row["ip"]))
             since = row.get("since_unix")
-            claims[ip] = Claim(
-                node=node,
-                service=str(row["service"]),
-                owner=None if row["owner"] is None else str(row["owner"]),
-                announcing=bool(row["announcing"]),
-                interfaces=tuple(str(i) for i in row.get("interfaces", ())),
-                since=None if since is None else float(since),
+            # A shared IP (allow-shared-ip) comes as one row per service.
+            claims[ip] = (
+                *claims.get(ip, ()),
+                Claim(
+                    node=node,
+                    service=str(row["service"]),
+                    owner=None if row["owner"] is None else str(row["owner"]),
+                    announcing=bool(row["announcing"]),
+                    interfaces=tuple(str(i) for i in row.get("interfaces", ())),
+                    since=None if since is None else float(since),
+                ),
             )
         members = {
             str(m["name"]): (str(m.get("addr", "")), str(m["state"])) for m in doc["members"]
@@ -150,12 +154,12 @@ def merge(reports: Sequence[SpeakerReport]) -> tuple[list[MergedRow], list[Merge
     queried = {r.node for r in reports if r.node is not None}
     by_ip: dict[str, list[Claim]] = {}
     for report in reports:
-        for ip, claim in report.claims.items():
-            by_ip.setdefault(ip, []).append(claim)
+        for ip, ip_claims in report.claims.items():
+            by_ip.setdefault(ip, []).extend(ip_claims)
     rows = []
     for ip in sorted(by_ip, key=_ip_key):
         claims = by_ip[ip]
-        owners = tuple(sorted(c.node for c in claims if c.announcing))
+        owners = tuple(sorted({c.node for c in claims if c.announcing}))
         views = {c.owner for c in claims}
         elected = tuple(sorted(v for v in views if v is not None))
         problems = []
@@ -168,13 +172,17 @@ def merge(reports: Sequence[SpeakerReport]) -> tuple[list[MergedRow], list[Merge
                 problems.append(Problem.UNCONFIRMED)
         if len(views) > 1:
             problems.append(Problem.VIEWS_DIFFER)
+        interfaces: dict[str, set[str]] = {}
+        for c in claims:
+            if c.announcing:
+                interfaces.setdefault(c.node, set()).update(c.interfaces)
         since_values = [c.since for c in claims if c.announcing and c.since is not None]
         rows.append(
             MergedRow(
                 ip=ip,
                 services=tuple(sorted({c.service for c in claims})),
                 owners=owners,
-                interfaces={c.node: c.interfaces for c in claims if c.announcing},
+                interfaces={n: tuple(sorted(i)) for n, i in sorted(interfaces.items())},
                 since=max(since_values) if since_values else None,
                 elected=elected,
                 problems=tuple(problems),

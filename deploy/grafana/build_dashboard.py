@@ -188,7 +188,9 @@ def l2agent_dashboard() -> dict[str, Any]:
             "stat",
             (
                 Target(
-                    "count(count by (ip) (l2agent_ip_owner == 1) > 1) or vector(0)", instant=True
+                    "count(count by (ip) (max by (ip, node) (l2agent_ip_owner) == 1) > 1)"
+                    " or vector(0)",
+                    instant=True,
                 ),
             ),
             width=6,

@@ -214,3 +214,20 @@ def test_unreachable_speaker_exits_1() -> None:
     args = argparse.Namespace(speaker=[f"127.0.0.1:{port}"], output="table")
     assert run_status(args, out) == 1
     assert "unreachable" in out.getvalue()
+
+
+def test_shared_ip_is_one_row_with_both_services_and_one_owner() -> None:
+    reports = [
+        _report(
+            "a", [_row(WEB, "a", True, "default/dns-tcp"), _row(WEB, "a", True, "default/dns-udp")]
+        ),
+        _report(
+            "b",
+            [_row(WEB, "a", False, "default/dns-tcp"), _row(WEB, "a", False, "default/dns-udp")],
+        ),
+    ]
+    (row,), _ = merge(reports)
+    assert row.services == ("default/dns-tcp", "default/dns-udp")
+    assert row.owners == ("a",)
+    assert row.problems == ()
+    assert row.interfaces == {"a": ("eth0",)}
