@@ -1,0 +1,311 @@
+"""The responder's I/O: one AF_PACKET socket per interface, read -> decide -> send -> count.
+
+No policy lives here: :func:`l2agent.responder.decide.decide` says whether and how to answer,
+the speaker says which IPs this interface owns (``set_owned``), and the counters object
+(``ResponderCounters``, e.g. ``l2agent.metrics.SpeakerMetrics``) is injected.
+
+Socket set-up, in this order so no unfiltered frame is ever queued:
+``socket(AF_PACKET, SOCK_RAW, 0)`` (protocol 0 receives nothing yet), the kernel BPF program
+from ``bpf.py`` (only ARP requests and ICMPv6 NS reach Python), PACKET_AUXDATA (the VLAN tag
+the kernel strips), PACKET_IGNORE_OUTGOING (our own gratuitous requests are not looped back),
+then ``bind((ifname, ETH_P_ALL))``, non-blocking, ``loop.add_reader``.
+
+Solicited-node multicast: for every owned IPv6 address the interface joins the group's MAC
+(``33:33:ff:xx:xx:xx``) with PACKET_ADD_MEMBERSHIP / PACKET_MR_MULTICAST, so a NIC with a
+multicast filter passes the NS to us. Several VIPs can share one group (same low 24 bits):
+membership is refcounted per group and left when the last VIP using it goes. A responder
+created after an IP was announced joins at ``open()`` from the owned set it was given.
+Note: a packet-socket membership programs the NIC filter only; it sends no MLD report, so an
+MLD-snooping switch that has not seen a report for the group may not forward the NS.
+
+Solicited NAs are sent *from the requested VIP* (``decide`` gets the interface without its
+link-local address, so the packet builder falls back to the target), as the Linux kernel
+answers for its own addresses; MetalLB sends them from the link-local address, which hosts
+accept but ``ndisc6`` (and other tools that match the answer's source to the target) ignore.
+Unsolicited NAs (the sender) still come from the link-local address, as MetalLB's do.
+
+The same socket sends the announcer's gratuitous frames (:meth:`Responder.send`), so the
+``Sender`` needs no socket of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import struct
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import replace
+from ipaddress import IPv6Address
+from typing import Protocol
+
+from l2agent.model.types import IPAddress, format_mac
+from l2agent.packets.ndp import solicited_node_mac
+from l2agent.responder.bpf import SO_ATTACH_FILTER, make_sock_fprog
+from l2agent.responder.decide import Drop, DropReason, InterfaceView, Owned, Reply, decide
+
+__all__ = ["MemoryCounters", "Responder", "ResponderCounters", "answered_here"]
+
+log = logging.getLogger(__name__)
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_DROP_MEMBERSHIP = 2
+PACKET_AUXDATA = 8
+PACKET_IGNORE_OUTGOING = 23  # Linux >= 4.20
+PACKET_MR_MULTICAST = 0
+PACKET_OUTGOING = 4  # sll_pkttype of frames we (or the host) sent
+TP_STATUS_VLAN_VALID = 0x10
+_MREQ = struct.Struct("=iHH8s")  # struct packet_mreq
+_AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
+_CMSG_SPACE = socket.CMSG_SPACE(_AUXDATA.size)
+_MAX_FRAME = 2048
+_BATCH = 64
+"""Frames read per wake-up before yielding to the event loop (fairness vs. syscalls)."""
+
+
+class ResponderCounters(Protocol):
+    """What the responder counts; ``l2agent.metrics.SpeakerMetrics`` implements it."""
+
+    def request_received(self, ip: IPAddress) -> None:
+        """An ARP request / NS for an IP this interface owns arrived (MetalLB's counter)."""
+
+    def response_sent(self, ip: IPAddress) -> None:
+        """The answer left the socket."""
+
+    def dropped(self, reason: DropReason) -> None:
+        """A frame got no answer (malformed, not ours, ...)."""
+
+
+class MemoryCounters:
+    """``ResponderCounters`` (and the sender's ``gratuitous_sent``) kept in plain Counters,
+    for the lab runner, tests and benchmarks."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[IPAddress] = Counter()
+        self.responses: Counter[IPAddress] = Counter()
+        self.gratuitous: Counter[IPAddress] = Counter()
+        self.drops: Counter[str] = Counter()
+
+    def request_received(self, ip: IPAddress) -> None:
+        self.requests[ip] += 1
+
+    def response_sent(self, ip: IPAddress) -> None:
+        self.responses[ip] += 1
+
+    def gratuitous_sent(self, ip: IPAddress, count: int = 1) -> None:
+        self.gratuitous[ip] += count
+
+    def dropped(self, reason: DropReason) -> None:
+        self.drops[reason.value] += 1
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {
+            "requests": {str(k): v for k, v in self.requests.items()},
+            "responses": {str(k): v for k, v in self.responses.items()},
+            "gratuitous": {str(k): v for k, v in self.gratuitous.items()},
+            "drops": dict(self.drops),
+        }
+
+
+def answered_here(owned: Owned, ifname: str) -> frozenset[IPAddress]:
+    """The IPs ``owned`` makes ``ifname`` answer for."""
+    if isinstance(owned, Mapping):
+        return frozenset(ip for ip, names in owned.items() if names is None or ifname in names)
+    return frozenset(owned)
+
+
+class Responder:
+    """Answers ARP requests and Neighbor Solicitations on one interface.
+
+    ``iface``: the interface's name, MAC and IPv6 link-local (the NA source address).
+    ``ifindex``: its kernel index (for multicast membership).
+    ``counters``: a :class:`ResponderCounters`.
+    ``owned``: what this interface answers for at start (see :meth:`set_owned`).
+    ``loop``: the event loop to read in; default: the running loop at :meth:`open`.
+    """
+
+    def __init__(
+        self,
+        iface: InterfaceView,
+        ifindex: int,
+        counters: ResponderCounters,
+        owned: Owned = frozenset(),
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.iface = iface
+        self._view = replace(iface, link_local=None)  # solicited NA source = the VIP
+        self.ifindex = ifindex
+        self._counters = counters
+        self._owned: Owned = owned
+        self._loop = loop
+        self._sock: socket.socket | None = None
+        self._groups: dict[bytes, set[IPv6Address]] = {}
+        self._send_errors = 0
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the socket, attach the filter, join groups, start reading."""
+        if self._sock is not None:
+            return
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            fprog = make_sock_fprog()
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog.value)
+            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            try:
+                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            except OSError:  # kernel < 4.20: outgoing frames are skipped by pkttype below
+                pass
+            sock.bind((self.iface.name, ETH_P_ALL))
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._sync_groups()
+        loop.add_reader(sock.fileno(), self._readable)
+        log.info(
+            "responder on %s (%s) answering for %d IPs",
+            self.iface.name,
+            format_mac(self.iface.mac),
+            len(answered_here(self._owned, self.iface.name)),
+        )
+
+    def close(self) -> None:
+        """Stop reading and close the socket (the kernel drops its group memberships)."""
+        sock, self._sock = self._sock, None
+        self._groups.clear()
+        if sock is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(sock.fileno())
+        sock.close()
+        log.info("responder on %s closed", self.iface.name)
+
+    @property
+    def is_open(self) -> bool:
+        return self._sock is not None
+
+    # -- what to answer ---------------------------------------------------------------------
+
+    @property
+    def owned(self) -> Owned:
+        return self._owned
+
+    def set_owned(self, owned: Owned) -> None:
+        """Replace the IPs this interface answers for; takes effect for the next frame.
+
+        A set means "owned on this interface"; a mapping ``ip -> interface names | None``
+        lets ``decide`` tell ``notMatchInterface`` from ``announceIP`` drops.
+        """
+        self._owned = owned
+        if self._sock is not None:
+            self._sync_groups()
+
+    def update_interface(self, iface: InterfaceView) -> None:
+        """The MAC or link-local changed (the name must stay the same: a rename is a new
+        responder)."""
+        if iface.name != self.iface.name:
+            raise ValueError(f"responder for {self.iface.name} cannot become {iface.name}")
+        self.iface = iface
+        self._view = replace(iface, link_local=None)
+
+    def joined_groups(self) -> frozenset[bytes]:
+        """Solicited-node multicast MACs currently joined (for tests and status)."""
+        return frozenset(self._groups)
+
+    def _sync_groups(self) -> None:
+        want: dict[bytes, set[IPv6Address]] = {}
+        for ip in answered_here(self._owned, self.iface.name):
+            if isinstance(ip, IPv6Address):
+                want.setdefault(solicited_node_mac(ip), set()).add(ip)
+        for mac in list(self._groups):
+            if mac not in want:
+                self._membership(PACKET_DROP_MEMBERSHIP, mac)
+                del self._groups[mac]
+        for mac, ips in want.items():
+            if mac not in self._groups:
+                self._membership(PACKET_ADD_MEMBERSHIP, mac)
+            self._groups[mac] = ips
+
+    def _membership(self, op: int, mac: bytes) -> None:
+        assert self._sock is not None
+        mreq = _MREQ.pack(self.ifindex, PACKET_MR_MULTICAST, len(mac), mac.ljust(8, b"\0"))
+        try:
+            self._sock.setsockopt(SOL_PACKET, op, mreq)
+        except OSError as exc:  # logged, as MetalLB does; answering still works on most NICs
+            verb = "join" if op == PACKET_ADD_MEMBERSHIP else "leave"
+            log.warning("%s: cannot %s group %s: %s", self.iface.name, verb, format_mac(mac), exc)
+
+    # -- the data path ----------------------------------------------------------------------
+
+    def _readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        for _ in range(_BATCH):
+            try:
+                frame, ancdata, _flags, addr = sock.recvmsg(_MAX_FRAME, _CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENETDOWN:  # interface went down: frames will resume
+                    return
+                log.warning("%s: receive failed: %s", self.iface.name, exc)
+                return
+            if len(addr) > 2 and addr[2] == PACKET_OUTGOING:
+                continue
+            self.handle_frame(frame, _vlan_from(ancdata))
+
+    def handle_frame(self, frame: bytes, vlan: int | None = None) -> Reply | Drop:
+        """Decide on one received frame, send the answer, count. Never raises."""
+        try:
+            outcome = decide(frame, self._view, self._owned, vlan)
+        except Exception:  # decide promises not to raise; a bug must not stop the data path
+            log.exception("%s: decide failed on a %d-byte frame", self.iface.name, len(frame))
+            self._counters.dropped(DropReason.MALFORMED)
+            return Drop(DropReason.MALFORMED)
+        if isinstance(outcome, Drop):
+            self._counters.dropped(outcome.reason)
+            if outcome.reason == DropReason.MALFORMED:
+                log.debug("%s: malformed frame (%s)", self.iface.name, outcome.detail)
+            return outcome
+        self._counters.request_received(outcome.ip)
+        if self.send(outcome.frame):
+            self._counters.response_sent(outcome.ip)
+        return outcome
+
+    def send(self, frame: bytes) -> bool:
+        """Send one full Ethernet frame on this interface; False (and a log line) on error."""
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            sock.send(frame)
+        except OSError as exc:
+            self._send_errors += 1
+            # Rate-limit: the first error, then every 100th (a cut cable fails every send).
+            if self._send_errors == 1 or self._send_errors % 100 == 0:
+                log.warning(
+                    "%s: send failed (%d so far): %s", self.iface.name, self._send_errors, exc
+                )
+            return False
+        return True
+
+
+def _vlan_from(ancdata: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, data in ancdata:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUXDATA.size:
+            status, _len, _snap, _mac, _net, tci, _tpid = _AUXDATA.unpack_from(data)
+            if status & TP_STATUS_VLAN_VALID:
+                return int(tci & 0x0FFF)
+    return None
