@@ -1,0 +1,206 @@
+"""The plan: what this node announces, and why every service is announced where it is.
+
+`plan(state, members, me)` composes allocation (`allocator`), eligibility and election
+(`election`) into `Plan.announcements` ({ip: interfaces}) for this node, plus an
+explanation of every LoadBalancer Service.  Pure: the speaker calls it on every config,
+endpoint or membership change and hands the difference to the announcer.
+
+Where a Service's IPs come from: `status.loadBalancer.ingress` when set (the cluster's
+word, taken as is); otherwise, with `allocate_missing=True` (static mode), the
+allocator's deterministic answer, which honours `metallb.io/loadBalancerIPs` and
+`spec.loadBalancerIP`.  With `allocate_missing=False` (a speaker beside a controller), a
+Service without status IPs is not announced (`noIPAllocated`).
+
+Endpoints: a Service with no EndpointSlice at all in the inputs is taken as served on every
+node when `assume_served_without_slices=True` (static files rarely carry slices); in a
+cluster (False) it has no serving endpoint, so nobody announces it, as in MetalLB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from l2agent.allocator import AllocationError, Assignment, allocate, class_matches
+from l2agent.election import Election, ElectionInput, NotAnnouncing, applicable_ads, elect
+from l2agent.model.crds import InterfaceSelection
+from l2agent.model.snapshot import ClusterState
+from l2agent.model.types import IPAddress
+from l2agent.model.views import ServiceView
+
+__all__ = ["InterfaceSelection", "Plan", "ServicePlan", "announcements_for", "explain", "plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePlan:
+    """One LoadBalancer Service: its IPs, pool, elected owner and why others do not announce.
+
+    `interfaces` is where the owner announces (None when nobody does); `node_reasons` has
+    every known node except the owner; `error` is the allocation error text, if any.
+    """
+
+    namespace: str
+    name: str
+    ips: tuple[IPAddress, ...] = ()
+    pool: str | None = None
+    owner: str | None = None
+    candidates: tuple[str, ...] = ()
+    reason: NotAnnouncing | None = None
+    error: str | None = None
+    interfaces: InterfaceSelection | None = None
+    node_reasons: Mapping[str, NotAnnouncing] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What node `me` announces ({ip: interfaces}) and the explanation of every service."""
+
+    me: str
+    announcements: Mapping[IPAddress, InterfaceSelection]
+    services: tuple[ServicePlan, ...]
+
+    def service(self, key: str) -> ServicePlan | None:
+        return next((s for s in self.services if s.key == key), None)
+
+
+def explain(
+    state: ClusterState,
+    members: Collection[str],
+    *,
+    ignore_exclude_lb: bool = False,
+    lb_class: str | None = None,
+    allocate_missing: bool = True,
+    assume_served_without_slices: bool = True,
+) -> tuple[ServicePlan, ...]:
+    """Owner and reasons for every LoadBalancer Service of class `lb_class` (node-neutral)."""
+    allocation = allocate(state, lb_class=lb_class, trust_status=True)
+    out: list[ServicePlan] = []
+    for svc in state.services:
+        if not svc.is_load_balancer or not class_matches(svc, lb_class):
+            continue
+        result = allocation.get(svc.key)
+        out.append(
+            _explain_one(
+                state,
+                svc,
+                result,
+                members,
+                ignore_exclude_lb=ignore_exclude_lb,
+                allocate_missing=allocate_missing,
+                assume_served_without_slices=assume_served_without_slices,
+            )
+        )
+    return tuple(out)
+
+
+def _explain_one(
+    state: ClusterState,
+    svc: ServiceView,
+    result: Assignment | AllocationError | None,
+    members: Collection[str],
+    *,
+    ignore_exclude_lb: bool,
+    allocate_missing: bool,
+    assume_served_without_slices: bool,
+) -> ServicePlan:
+    everyone = sorted(set(members) | set(state.nodes))
+
+    def nobody(reason: NotAnnouncing, **kw: object) -> ServicePlan:
+        return ServicePlan(
+            svc.namespace,
+            svc.name,
+            reason=reason,
+            node_reasons=MappingProxyType(dict.fromkeys(everyone, reason)),
+            **kw,  # type: ignore[arg-type]
+        )
+
+    if isinstance(result, AllocationError):
+        return nobody(NotAnnouncing.ALLOCATION_FAILED, error=result.message)
+    if result is None or (not svc.ingress_ips and not allocate_missing):
+        return nobody(NotAnnouncing.NO_IP)
+    pool = state.pool(result.pool) if result.pool is not None else None
+    if pool is None:
+        return nobody(
+            NotAnnouncing.IP_NOT_IN_POOL,
+            ips=result.ips,
+            error=f"{', '.join(map(str, result.ips))} is not in any IPAddressPool",
+        )
+    slices = state.slices_for(svc.key)
+    pool_ads = state.advertisements_for(pool)
+    election: Election = elect(
+        ElectionInput(
+            service=svc,
+            ip=result.ips[0],
+            ads=pool_ads,
+            members=members,
+            nodes=state.nodes,
+            slices=None if (not slices and assume_served_without_slices) else slices,
+            ignore_exclude_lb=ignore_exclude_lb,
+        )
+    )
+    interfaces = None
+    if election.owner is not None:
+        owner_node = state.nodes.get(election.owner)
+        labels = owner_node.labels if owner_node is not None else {}
+        for ad in applicable_ads(pool_ads, svc):
+            if ad.selects_node(labels):
+                sel = ad.interface_selection
+                interfaces = sel if interfaces is None else interfaces.union(sel)
+    reasons = {n: r for n in everyone if (r := election.reason_for(n)) is not None}
+    return ServicePlan(
+        namespace=svc.namespace,
+        name=svc.name,
+        ips=result.ips,
+        pool=pool.name,
+        owner=election.owner,
+        candidates=election.ranked,
+        reason=election.reason,
+        interfaces=interfaces,
+        node_reasons=MappingProxyType(reasons),
+    )
+
+
+def announcements_for(
+    services: Collection[ServicePlan], node: str
+) -> Mapping[IPAddress, InterfaceSelection]:
+    """{ip: interfaces} that `node` announces; a shared IP gets the union of its services'."""
+    out: dict[IPAddress, InterfaceSelection] = {}
+    for sp in services:
+        if sp.owner != node or sp.interfaces is None:
+            continue
+        for ip in sp.ips:
+            prev = out.get(ip)
+            out[ip] = sp.interfaces if prev is None else prev.union(sp.interfaces)
+    return MappingProxyType(dict(sorted(out.items(), key=lambda kv: (kv[0].version, kv[0]))))
+
+
+def plan(
+    state: ClusterState,
+    members: Collection[str],
+    me: str,
+    *,
+    ignore_exclude_lb: bool = False,
+    lb_class: str | None = None,
+    allocate_missing: bool = True,
+    assume_served_without_slices: bool = True,
+) -> Plan:
+    """The plan for node `me`: its announcements and every service's explanation.
+
+    `members`: live gossip members (alive or suspect), node names; without gossip, the Node
+    names in the state.  Static mode keeps the defaults; a speaker in a cluster passes
+    `allocate_missing=False, assume_served_without_slices=False`.
+    """
+    services = explain(
+        state,
+        members,
+        ignore_exclude_lb=ignore_exclude_lb,
+        lb_class=lb_class,
+        allocate_missing=allocate_missing,
+        assume_served_without_slices=assume_served_without_slices,
+    )
+    return Plan(me=me, announcements=announcements_for(services, me), services=services)
