@@ -181,7 +181,7 @@ class L2StatusWriter:
         self.pod_name = pod_name
         self.pod_uid = pod_uid
         self.failures = 0
-        self._created: dict[str, Mapping[str, Any]] = {}
+        self._created: dict[str, tuple[Mapping[str, Any], str]] = {}
         self._deleted: set[str] = set()
 
     def apply(self, plan: L2StatusPlan) -> int:
@@ -197,16 +197,24 @@ class L2StatusWriter:
         return failed
 
     def sync(
-        self, announcing: Mapping[str, tuple[str, ...]], existing: Iterable[Mapping[str, Any]]
+        self,
+        announcing: Mapping[str, tuple[str, ...]],
+        existing: Iterable[Mapping[str, Any]],
+        cache_version: str | None = None,
     ) -> int:
         """Diff and apply. `existing` usually comes from a watch cache that lags our own
-        writes, so objects we created or deleted and the cache has not caught up with are
-        folded in; without this a quick second sync would create duplicates."""
+        writes (`cache_version`: the resourceVersion the cache has reached), so objects we
+        created or deleted that the cache has not caught up with are folded in; without
+        this a quick second sync would create duplicates."""
         seen: dict[str, Mapping[str, Any]] = {str(o["metadata"]["name"]): o for o in existing}
-        self._created = {n: o for n, o in self._created.items() if n not in seen}
+        self._created = {
+            n: (o, rv)
+            for n, (o, rv) in self._created.items()
+            if n not in seen and not _reached(cache_version, rv)
+        }
         self._deleted &= set(seen)
         view = {n: o for n, o in seen.items() if n not in self._deleted}
-        view.update(self._created)
+        view.update({n: o for n, (o, _) in self._created.items()})
         return self.apply(plan_l2_status(self.node, announcing, view.values()))
 
     def _status(self, key: str, ifaces: tuple[str, ...]) -> dict[str, Any]:
@@ -254,7 +262,8 @@ class L2StatusWriter:
             return 1
         # The status subresource ignores status on create: write it separately.
         created["status"] = self._status(key, ifaces)
-        self._created[str(created["metadata"]["name"])] = created
+        rv = str(created["metadata"].get("resourceVersion") or "")
+        self._created[str(created["metadata"]["name"])] = (created, rv)
         return self._set_status(str(created["metadata"]["name"]), key, ifaces)
 
     def _set_status(self, obj_name: str, key: str, ifaces: tuple[str, ...]) -> int:
@@ -296,3 +305,15 @@ class L2StatusWriter:
         self._deleted.add(obj_name)
         self._created.pop(obj_name, None)
         return 0
+
+
+def _reached(cache_version: str | None, rv: str) -> bool:
+    """Has a watch cache at `cache_version` seen the write that produced `rv`? Kubernetes
+    resourceVersions are opaque, but every real server (etcd revisions) and our fake use
+    integers; anything else counts as not reached (the entry then waits to be seen)."""
+    if not cache_version or not rv:
+        return False
+    try:
+        return int(cache_version) >= int(rv)
+    except ValueError:
+        return False

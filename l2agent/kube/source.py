@@ -1,0 +1,219 @@
+"""The speaker's view of the cluster: watches in, `ClusterState` snapshots out.
+
+`KubeSource` watches Services, EndpointSlices, Nodes, Namespaces, IPAddressPools,
+L2Advertisements and ServiceL2Statuses, and after every settled change hands a fresh
+`BuildResult` (from the model's `build_state`) to `on_snapshot`. When the API server is
+unreachable it publishes nothing: the speaker keeps announcing from the last snapshot, and
+nothing is withdrawn because a watch broke. The first snapshot waits until every resource
+has been listed once.
+
+It also carries the speaker's writes back to the cluster, off the caller's thread:
+`report_announcements()` keeps ServiceL2Status objects current, `events` posts
+`nodeAssigned` / `announceFailed`.
+
+Use from asyncio: `KubeSource(..., on_snapshot=latest_only(loop, queue))`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+
+from l2agent.kube.cache import WatchedObjects
+from l2agent.kube.events import SPEAKER_COMPONENT, EventRecorder, ObjectRef, Reason
+from l2agent.kube.status import L2StatusWriter
+from l2agent.kube.watch import WatchConfig
+from l2agent.model.crds import InterfaceSelection
+from l2agent.model.snapshot import BuildResult, build_state
+
+__all__ = ["SPEAKER_RESOURCES", "KubeSource", "SourceConfig", "latest_only"]
+
+log = logging.getLogger(__name__)
+
+SPEAKER_RESOURCES = (
+    "services",
+    "endpointslices",
+    "nodes",
+    "namespaces",
+    "ipaddresspools",
+    "l2advertisements",
+    "servicel2statuses",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    debounce: float = 0.05
+    """Seconds of quiet before a burst of changes becomes one snapshot."""
+    event_dedupe: float = 60.0
+    """Identical Events are not repeated within this many seconds."""
+
+
+def latest_only(
+    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[BuildResult]
+) -> Callable[[BuildResult], None]:
+    """An `on_snapshot` callback for asyncio: puts each snapshot on `queue` from the loop's
+    thread, dropping older unread ones (only the newest state matters)."""
+
+    def put(result: BuildResult) -> None:
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(result)
+
+    def callback(result: BuildResult) -> None:
+        loop.call_soon_threadsafe(put, result)
+
+    return callback
+
+
+class KubeSource:
+    """Speaker-side Kubernetes source. `start()`, then snapshots arrive via `on_snapshot`."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        namespace: str,
+        node_name: str,
+        on_snapshot: Callable[[BuildResult], None],
+        pod_name: str | None = None,
+        pod_uid: str | None = None,
+        config: SourceConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config or SourceConfig()
+        self.namespace = namespace
+        self.node_name = node_name
+        self._on_snapshot = on_snapshot
+        self._watched = WatchedObjects(
+            api,
+            SPEAKER_RESOURCES,
+            namespace=namespace,
+            on_change=self._changed,
+            watch_config=self.config.watch,
+            debounce=self.config.debounce,
+            rng=rng,
+        )
+        self.events = EventRecorder(
+            api,
+            component=SPEAKER_COMPONENT,
+            host=node_name,
+            dedupe_window=self.config.event_dedupe,
+        )
+        self._l2 = L2StatusWriter(
+            api, namespace=namespace, node=node_name, pod_name=pod_name, pod_uid=pod_uid
+        )
+        self._announcing: dict[str, tuple[str, ...]] | None = None
+        self._status_wake = threading.Condition()
+        self._status_dirty = False
+        self._stopping = threading.Event()
+        self._status_thread: threading.Thread | None = None
+        self.last_result: BuildResult | None = None
+        self.snapshots = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> KubeSource:
+        self.events.start()
+        self._status_thread = threading.Thread(
+            target=self._status_loop, name="l2status", daemon=True
+        )
+        self._status_thread.start()
+        self._watched.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._watched.stop()
+        with self._status_wake:
+            self._status_wake.notify_all()
+        if self._status_thread is not None:
+            self._status_thread.join(5)
+        self.events.stop()
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def synced(self) -> bool:
+        """Every resource listed at least once (readiness)."""
+        return self._watched.synced
+
+    @property
+    def connected(self) -> bool:
+        """All watches connected; False while the API server is unreachable."""
+        return self._watched.connected
+
+    @property
+    def watched(self) -> WatchedObjects:
+        return self._watched
+
+    def objects(self) -> list[Mapping[str, Any]]:
+        return self._watched.objects()
+
+    # ------------------------------------------------------------------ speaker -> cluster
+
+    def report_announcements(self, announcing: Mapping[str, InterfaceSelection]) -> None:
+        """What this node announces now (service key -> interfaces); non-blocking. Keeps
+        the ServiceL2Status objects in step, retrying failed writes on later changes."""
+        desired = {
+            key: () if sel.all else tuple(sorted(sel.names)) for key, sel in announcing.items()
+        }
+        with self._status_wake:
+            if desired == self._announcing and not self._status_dirty:
+                return
+            self._announcing = desired
+            self._status_dirty = True
+            self._status_wake.notify_all()
+
+    def node_assigned(self, service_key: str) -> None:
+        """MetalLB's `nodeAssigned` Event for a service this node announces."""
+        self.events.normal(
+            ObjectRef.service(service_key),
+            Reason.NODE_ASSIGNED,
+            f'announcing from node "{self.node_name}" with protocol "layer2"',
+        )
+
+    def announce_failed(self, service_key: str, message: str) -> None:
+        self.events.warning(ObjectRef.service(service_key), Reason.ANNOUNCE_FAILED, message)
+
+    # ------------------------------------------------------------------ internals
+
+    def _changed(self) -> None:
+        result = build_state(self._watched.objects())
+        self.last_result = result
+        self.snapshots += 1
+        try:
+            self._on_snapshot(result)
+        finally:
+            # Someone may have deleted or edited our ServiceL2Status: re-check it.
+            with self._status_wake:
+                if self._announcing is not None:
+                    self._status_dirty = True
+                    self._status_wake.notify_all()
+
+    def _status_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._status_wake:
+                while not self._status_dirty and not self._stopping.is_set():
+                    self._status_wake.wait(1.0)
+                if self._stopping.is_set():
+                    return
+                desired = dict(self._announcing or {})
+                self._status_dirty = False
+            if not self._watched.synced:
+                continue
+            existing, version = self._watched.snapshot_of("servicel2statuses")
+            failed = self._l2.sync(desired, existing, version)
+            if failed:
+                # Retry later (an outage, a conflict); do not spin.
+                self._stopping.wait(self.config.watch.backoff_initial)
+                with self._status_wake:
+                    self._status_dirty = True

@@ -1,0 +1,250 @@
+"""The speaker's Kubernetes source: snapshots from watches; broken watches change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from l2agent.kube.source import KubeSource, SourceConfig, latest_only
+from l2agent.kube.status import LABEL_NODE
+from l2agent.kube.watch import WatchConfig
+from l2agent.model.crds import InterfaceSelection
+from l2agent.model.snapshot import BuildResult
+
+from ._util import WAIT, wait_until
+
+NS = "metallb-system"
+CFG = SourceConfig(
+    watch=WatchConfig(watch_timeout=30, backoff_initial=0.02, backoff_max=0.2), debounce=0.02
+)
+
+
+def pool(name: str = "pool", addresses: tuple[str, ...] = ("192.0.2.0/28",)) -> dict[str, Any]:
+    return {
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "IPAddressPool",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"addresses": list(addresses)},
+    }
+
+
+def advert() -> dict[str, Any]:
+    return {
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "L2Advertisement",
+        "metadata": {"name": "l2", "namespace": NS},
+        "spec": {"ipAddressPools": ["pool"]},
+    }
+
+
+def service(name: str, ip: str | None = None) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{"port": 80}]},
+    }
+    if ip:
+        obj["status"] = {"loadBalancer": {"ingress": [{"ip": ip}]}}
+    return obj
+
+
+def node(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {}}}
+
+
+def slice_for(svc: str, node_name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{svc}-abc",
+            "namespace": "default",
+            "labels": {"kubernetes.io/service-name": svc},
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": ["10.1.0.5"], "conditions": {"ready": True}, "nodeName": node_name}
+        ],
+    }
+
+
+def seed(api: Any) -> None:
+    api.put(pool())
+    api.put(advert())
+    api.put(node("node-1"))
+    api.put(node("node-2"))
+    api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+    api.put(service("web", "192.0.2.1"))
+    api.put(slice_for("web", "node-1"))
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.q: queue.Queue[BuildResult] = queue.Queue()
+
+    def __call__(self, result: BuildResult) -> None:
+        self.q.put(result)
+
+    def next(self) -> BuildResult:
+        return self.q.get(timeout=WAIT)
+
+    def latest_where(self, pred: Any) -> BuildResult:
+        while True:
+            r = self.next()
+            if pred(r):
+                return r
+
+
+@pytest.fixture
+def source(apiserver: Any, api_client: client.ApiClient) -> Iterator[tuple[KubeSource, Collector]]:
+    seed(apiserver)
+    got = Collector()
+    src = KubeSource(api_client, namespace=NS, node_name="node-1", on_snapshot=got, config=CFG)
+    src.start()
+    yield src, got
+    src.stop()
+
+
+def service_names(r: BuildResult) -> list[str]:
+    return [s.key for s in r.state.services]
+
+
+def test_first_snapshot_has_everything(source: tuple[KubeSource, Collector]) -> None:
+    src, got = source
+    r = got.next()
+    assert r.ok, r.errors
+    assert service_names(r) == ["default/web"]
+    assert [p.name for p in r.state.pools] == ["pool"]
+    assert [a.name for a in r.state.advertisements] == ["l2"]
+    assert sorted(r.state.nodes) == ["node-1", "node-2"]
+    assert [s.service_key for s in r.state.endpoint_slices] == ["default/web"]
+    assert src.synced and src.connected
+
+
+def test_changes_make_new_snapshots(apiserver: Any, source: tuple[KubeSource, Collector]) -> None:
+    _, got = source
+    got.next()
+    apiserver.put(service("api", "192.0.2.2"))
+    r = got.latest_where(lambda r: len(r.state.services) == 2)
+    assert service_names(r) == ["default/api", "default/web"]
+    apiserver.remove("Service", "default", "web")
+    r = got.latest_where(lambda r: len(r.state.services) == 1)
+    assert service_names(r) == ["default/api"]
+
+
+def test_bad_pool_is_reported_not_fatal(
+    apiserver: Any, source: tuple[KubeSource, Collector]
+) -> None:
+    _, got = source
+    got.next()
+    apiserver.put(pool("zz-overlapping", ("192.0.2.0/24",)))
+    r = got.latest_where(lambda r: r.errors)
+    assert any("overlap" in e for e in r.errors)
+    assert [p.name for p in r.state.pools] == ["pool"]
+
+
+def test_api_outage_keeps_the_last_snapshot(
+    apiserver: Any, source: tuple[KubeSource, Collector]
+) -> None:
+    src, got = source
+    first = got.next()
+    apiserver.wait_for_watches("services")
+    with apiserver.outage():
+        apiserver.remove("Service", "default", "web")  # the server changes while unreachable
+        wait_until(lambda: not src.connected, what="source notices the outage")
+        wait_until(
+            lambda: all(src.watched.watcher(n).failures >= 2 for n in ("services", "nodes")),
+            what="several failed reconnects",
+        )
+        # No snapshot during the outage, and the last one still holds the service.
+        assert got.q.empty()
+        assert src.last_result is first
+        assert service_names(src.last_result) == ["default/web"]
+    # Back: the deletion arrives through the resumed watch.
+    r = got.latest_where(lambda r: not r.state.services)
+    assert r.ok
+    wait_until(lambda: src.connected, what="reconnected")
+
+
+def test_outage_with_compaction_relists(
+    apiserver: Any, source: tuple[KubeSource, Collector]
+) -> None:
+    src, got = source
+    got.next()
+    apiserver.wait_for_watches("services")
+    with apiserver.outage():
+        apiserver.remove("Node", "", "node-2")
+        apiserver.put(service("api", "192.0.2.3"))
+        apiserver.compact()
+    r = got.latest_where(lambda r: "node-2" not in r.state.nodes and len(r.state.services) == 2)
+    assert sorted(r.state.nodes) == ["node-1"]
+    assert src.watched.watcher("nodes").relists >= 1
+
+
+def test_dropped_watches_publish_nothing_spurious(
+    apiserver: Any, source: tuple[KubeSource, Collector]
+) -> None:
+    src, got = source
+    got.next()
+    for name in ("services", "nodes", "endpointslices"):
+        apiserver.wait_for_watches(name)
+    before = src.snapshots
+    apiserver.drop_watches()
+    wait_until(lambda: src.watched.watcher("services").failures >= 1, what="drop noticed")
+    apiserver.wait_for_watches("services")
+    assert src.snapshots == before  # reconnecting alone changes nothing
+    apiserver.put(service("api", "192.0.2.2"))
+    got.latest_where(lambda r: len(r.state.services) == 2)
+
+
+def test_service_l2_status_follows_announcements(
+    apiserver: Any, source: tuple[KubeSource, Collector]
+) -> None:
+    src, got = source
+    got.next()
+    src.report_announcements({"default/web": InterfaceSelection(False, frozenset({"eth1"}))})
+    objs = wait_until(lambda: apiserver.items("ServiceL2Status"), what="ServiceL2Status")
+    (obj,) = objs
+    assert obj["metadata"]["labels"][LABEL_NODE] == "node-1"
+    wait_until(lambda: apiserver.items("ServiceL2Status")[0].get("status"), what="status")
+    assert apiserver.items("ServiceL2Status")[0]["status"]["interfaces"] == [{"name": "eth1"}]
+    # Someone deletes it: the speaker puts it back.
+    apiserver.remove("ServiceL2Status", NS, obj["metadata"]["name"])
+    wait_until(lambda: apiserver.items("ServiceL2Status"), what="recreated")
+    # Withdrawn: gone.
+    src.report_announcements({})
+    wait_until(lambda: not apiserver.items("ServiceL2Status"), what="deleted")
+    # Events reach the API server.
+    src.node_assigned("default/web")
+    assert src.events.flush()
+    (ev,) = apiserver.items("Event")
+    assert ev["reason"] == "nodeAssigned"
+    assert ev["message"] == 'announcing from node "node-1" with protocol "layer2"'
+
+
+def test_latest_only_feeds_an_asyncio_queue(apiserver: Any, api_client: client.ApiClient) -> None:
+    seed(apiserver)
+
+    async def main() -> BuildResult:
+        q: asyncio.Queue[BuildResult] = asyncio.Queue()
+        src = KubeSource(
+            api_client,
+            namespace=NS,
+            node_name="node-1",
+            on_snapshot=latest_only(asyncio.get_running_loop(), q),
+            config=CFG,
+        )
+        src.start()
+        try:
+            return await asyncio.wait_for(q.get(), WAIT)
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, src.stop)
+
+    r = asyncio.run(main())
+    assert service_names(r) == ["default/web"]
