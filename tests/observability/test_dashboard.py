@@ -14,14 +14,8 @@ import importlib.util
 import ipaddress
 import json
 import shutil
-import socket
-import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -29,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers.prometheus_server import PROMETHEUS, PrometheusServer, wait_until
 from prometheus_client import CollectorRegistry
 
 from l2agent.health import HealthServer, speaker_status
@@ -44,7 +39,6 @@ from l2agent.metrics import (
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
 RULE_FILES = sorted((ROOT / "deploy" / "prometheus").glob("*-rules.yaml"))
-PROMETHEUS = shutil.which("prometheus")
 # What Grafana would put in place of its variables.
 GRAFANA_VARIABLES = {
     "$__rate_interval": "1m",
@@ -216,139 +210,56 @@ class _Endpoints:
             await server.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _api(base: str, path: str, **params: str) -> dict[str, Any]:
-    url = f"{base}{path}?{urllib.parse.urlencode(params)}" if params else base + path
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        doc: dict[str, Any] = json.loads(resp.read())
-    return doc
-
-
-def _query(base: str, expr: str) -> list[dict[str, Any]]:
-    doc = _api(base, "/api/v1/query", query=expr)
-    assert doc["status"] == "success", doc
-    result: list[dict[str, Any]] = doc["data"]["result"]
-    return result
-
-
-def _wait(what: str, check: Any, limit: float = 60.0) -> None:
-    """Poll ``check()`` until true; generous bound, this is a live process."""
-    deadline = time.monotonic() + limit
-    while True:
-        with contextlib.suppress(OSError, urllib.error.URLError, KeyError, AssertionError):
-            if check():
-                return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
-
-
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
     if PROMETHEUS is None:
         pytest.skip("prometheus binary missing (Debian package `prometheus`)")
     workdir = tmp_path_factory.mktemp("prometheus")
     endpoints = _Endpoints()
     endpoints.start()
-    proc: subprocess.Popen[bytes] | None = None
-    log_file = (workdir / "prometheus.log").open("wb")
     try:
         p = endpoints.ports
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(f) for f in RULE_FILES],
-            "scrape_configs": [
-                {
-                    "job_name": "metallb-speaker",
-                    "static_configs": [
-                        {
-                            "targets": [f"127.0.0.1:{p['node-a']}", f"127.0.0.1:{p['node-b']}"],
-                            "labels": {"namespace": "metallb-system"},
-                        }
-                    ],
-                },
-                {
-                    "job_name": "metallb-controller",
-                    "static_configs": [
-                        {
-                            "targets": [f"127.0.0.1:{p['controller']}"],
-                            "labels": {"namespace": "metallb-system"},
-                        }
-                    ],
-                },
-            ],
+        targets = {
+            "metallb-speaker": [f"127.0.0.1:{p['node-a']}", f"127.0.0.1:{p['node-b']}"],
+            "metallb-controller": [f"127.0.0.1:{p['controller']}"],
         }
-        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        port = _free_port()
-        proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-
-        def scraped_enough() -> bool:
-            assert proc is not None and proc.poll() is None, "prometheus exited"
-            up = _query(base, "min(count_over_time(up[1m])) >= 4 and count(up == 1) == 3")
-            return bool(up)
-
-        try:
-            _wait("three targets scraped four times", scraped_enough)
-        except AssertionError:
-            log_file.flush()
-            raise AssertionError((workdir / "prometheus.log").read_text()[-3000:]) from None
-        yield base
+        with PrometheusServer(
+            workdir, targets, RULE_FILES, labels={"namespace": "metallb-system"}
+        ) as prom:
+            prom.wait_for_scrapes(4, targets=3)
+            yield prom
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        log_file.close()
         endpoints.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.mark.slow
-def test_every_panel_query_returns_data(prometheus: str) -> None:
+def test_every_panel_query_returns_data(prometheus: PrometheusServer) -> None:
     empty = []
     for dashboard, title, expr in _panel_queries():
-        if not _query(prometheus, expr):
+        if not prometheus.query(expr):
             empty.append(f"{dashboard} / {title}: {expr}")
     assert not empty, "panel queries with no data:\n" + "\n".join(empty)
 
 
 @pytest.mark.slow
-def test_ownership_as_prometheus_sees_it(prometheus: str) -> None:
-    owners = _query(prometheus, "max by (ip, node) (l2agent_ip_owner == 1)")
+def test_ownership_as_prometheus_sees_it(prometheus: PrometheusServer) -> None:
+    owners = prometheus.query("max by (ip, node) (l2agent_ip_owner == 1)")
     assert {(r["metric"]["ip"], r["metric"]["node"]) for r in owners} == {
         ("192.0.2.10", "node-a"),
         ("2001:db8::10", "node-a"),
         ("192.0.2.20", "node-b"),
     }
-    announced = _query(prometheus, "metallb_speaker_announced")
+    announced = prometheus.query("metallb_speaker_announced")
     assert {r["metric"]["node"] for r in announced if r["metric"]["ip"] == "192.0.2.20"} == {
         "node-b"
     }
 
 
 @pytest.mark.slow
-def test_rules_load_and_evaluate_cleanly(prometheus: str) -> None:
+def test_rules_load_and_evaluate_cleanly(prometheus: PrometheusServer) -> None:
     def evaluated() -> bool:
-        groups = _api(prometheus, "/api/v1/rules")["data"]["groups"]
+        groups = prometheus.api("/api/v1/rules")["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
         assert len(rules) == sum(
             len(g["rules"]) for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"]
@@ -357,11 +268,9 @@ def test_rules_load_and_evaluate_cleanly(prometheus: str) -> None:
         assert not bad, bad
         return all(r["health"] == "ok" for r in rules)
 
-    _wait("every rule evaluated", evaluated, limit=30)
+    wait_until("every rule evaluated", evaluated, limit=30)
     # The sample data has a dead member, a conflict and a rejected config: those alerts fire
     # (or are pending); the healthy ownership must not raise the ownership alerts.
-    alerts = {
-        a["labels"]["alertname"] for a in _api(prometheus, "/api/v1/alerts")["data"]["alerts"]
-    }
+    alerts = {a["labels"]["alertname"] for a in prometheus.api("/api/v1/alerts")["data"]["alerts"]}
     assert {"L2AgentGossipMemberFailed", "L2AgentAddressConflict"} <= alerts
     assert not alerts & {"L2AgentServiceIPNoOwner", "L2AgentServiceIPTwoOwners"}
