@@ -422,8 +422,18 @@ class SpeakerMetrics(_ConfigMetrics):
     # Ownership.
 
     def ownership_changed(self, ip: IPLike, change: OwnershipChange) -> None:
-        """This node started (GAINED) or stopped (LOST) announcing ``ip``."""
-        self._changes.labels(ip=_label(ip), change=change.value).inc()
+        """This node started (GAINED) or stopped (LOST) announcing ``ip``.
+
+        On a gain, the IP's other per-IP counters are created at 0, so the first conflict
+        or loss is an increase Prometheus can see (a series born at 1 hides it from
+        ``increase()``).
+        """
+        key = _label(ip)
+        if change is OwnershipChange.GAINED:
+            for other in OwnershipChange:
+                self._changes.labels(ip=key, change=other.value)
+            self._conflicts.labels(ip=key)
+        self._changes.labels(ip=key, change=change.value).inc()
 
     def failover_observed(self, seconds: float) -> None:
         """Time from the old owner's failure to our first gratuitous packet for its IP."""

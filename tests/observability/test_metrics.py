@@ -337,3 +337,13 @@ def test_controller_and_speaker_share_nothing_global() -> None:
         same = CollectorRegistry()
         SpeakerMetrics(same, "n", ownership=view.ownership, members=view.member_rows)
         SpeakerMetrics(same, "n", ownership=view.ownership, members=view.member_rows)
+
+
+def test_gain_creates_the_ips_other_counters_at_zero(
+    registry: CollectorRegistry, speaker: SpeakerMetrics
+) -> None:
+    get = registry.get_sample_value
+    assert get("l2agent_address_conflicts_total", {"ip": str(V4)}) is None
+    speaker.ownership_changed(V4, OwnershipChange.GAINED)
+    assert get("l2agent_address_conflicts_total", {"ip": str(V4)}) == 0
+    assert get("l2agent_ownership_changes_total", {"ip": str(V4), "change": "lost"}) == 0
