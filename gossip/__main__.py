@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     try:
         return asyncio.run(run(args))
-    except (LocalError, OSError) as exc:
+    except (GossipError, OSError, ValueError) as exc:
         print(f"gossip: {exc}", file=sys.stderr)
         return 2
 
