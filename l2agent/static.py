@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,9 +18,17 @@ import yaml
 from l2agent.errors import ConfigError
 from l2agent.model.snapshot import expand_lists
 
-__all__ = ["load_yaml_files", "load_yaml_text"]
+__all__ = ["DEMO_CONFIG", "demo_config_text", "load_yaml_files", "load_yaml_text"]
 
 log = logging.getLogger(__name__)
+
+#: Package resource name of the embedded demo configuration (3 lab nodes, IPv4 + dual stack).
+DEMO_CONFIG = "data/demo.yaml"
+
+
+def demo_config_text() -> str:
+    """The embedded demo configuration's YAML (also at `l2agent/data/demo.yaml`)."""
+    return (Path(__file__).parent / DEMO_CONFIG).read_text(encoding="utf-8")
 
 
 def load_yaml_text(text: str, source: str = "<string>") -> list[dict[str, Any]]:

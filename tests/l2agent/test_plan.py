@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import random
 from ipaddress import ip_address
+from pathlib import Path
 
+import jsonschema
 from _l2objects import endpoint_slice, l2ad, node, pool, service, state
 
+from l2agent import cli
 from l2agent.election import NotAnnouncing, rank
 from l2agent.model import ALL_INTERFACES, InterfaceSelection
 from l2agent.plan import plan
+from l2agent.static import demo_config_text
 
 NODES = [node("node-1"), node("node-2"), node("node-3")]
 MEMBERS = ["node-1", "node-2", "node-3"]
@@ -198,3 +205,98 @@ def test_n_simulated_speakers_agree_on_exactly_one_owner_per_ip() -> None:
     for p in plans[1:]:
         assert p.services == plans[0].services
     assert all(p.me not in ("node-03", "node-07") for p in plans if p.announcements)
+
+
+# -- `l2agent plan` output -------------------------------------------------------------------
+
+PLAN_SCHEMA = {
+    "type": "object",
+    "required": ["services", "errors"],
+    "properties": {
+        "errors": {"type": "array", "items": {"type": "string"}},
+        "services": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["namespace", "name", "ips", "pool", "owner", "candidates", "error"],
+                "properties": {
+                    "namespace": {"type": "string"},
+                    "name": {"type": "string"},
+                    "ips": {"type": "array", "items": {"type": "string"}},
+                    "pool": {"type": ["string", "null"]},
+                    "owner": {"type": ["string", "null"]},
+                    "candidates": {"type": "array", "items": {"type": "string"}},
+                    "error": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+}
+
+
+def _run(tmp_path: Path, text: str, *argv: str) -> tuple[int, str, str]:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(text)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(["plan", "--config", str(cfg), *argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_plan_json_on_the_demo_config(tmp_path: Path) -> None:
+    rc, out, _ = _run(tmp_path, demo_config_text(), "--output", "json")
+    assert rc == 0
+    doc = json.loads(out)
+    jsonschema.validate(doc, PLAN_SCHEMA)
+    assert doc["errors"] == []
+    by_name = {s["name"]: s for s in doc["services"]}
+    assert by_name["echo"]["ips"] == ["192.0.2.200", "2001:db8::200"]
+    assert by_name["echo"]["owner"] == rank(["node1", "node2", "node3"], "192.0.2.200")[0]
+    assert by_name["echo-v4"]["ips"] == ["192.0.2.201"]
+    assert by_name["echo-v4"]["candidates"] == list(
+        rank(["node1", "node2", "node3"], "192.0.2.201")
+    )
+    owner = by_name["echo"]["owner"]
+    assert owner not in by_name["echo"]["not_announcing"]
+    assert set(by_name["echo"]["not_announcing"].values()) == {"notOwner"}
+
+
+def test_plan_members_flag_and_table(tmp_path: Path) -> None:
+    rc, out, _ = _run(tmp_path, demo_config_text(), "--members", "node1, node3")
+    assert rc == 0
+    assert "members (--members): node1, node3" in out
+    assert "node2=notAMember" in out
+    assert out.splitlines()[0].split() == [
+        "SERVICE",
+        "IPS",
+        "POOL",
+        "OWNER",
+        "CANDIDATES",
+        "STATUS",
+    ]
+
+
+def test_plan_exit_status_on_invalid_input(tmp_path: Path) -> None:
+    bad = demo_config_text() + (
+        "---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: clash}\n"
+        "spec: {addresses: [192.0.2.192/27]}\n"
+        "---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: r1}\nspec: {}\n"
+    )
+    rc, out, _ = _run(tmp_path, bad, "--output", "json")
+    assert rc == 1
+    doc = json.loads(out)
+    assert any("overlaps" in e for e in doc["errors"])
+    assert len(doc["unsupported"]) == 1
+    rc, _, err = _run(tmp_path, "kind: Node\nmetadata: {name: [x\n")
+    assert rc == 2 and "cfg.yaml:" in err
+
+
+def test_plan_reports_allocation_errors(tmp_path: Path) -> None:
+    text = demo_config_text() + (
+        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: both\n  annotations:\n"
+        "    metallb.io/loadBalancerIPs: 192.0.2.210\nspec:\n  type: LoadBalancer\n"
+        "  loadBalancerIP: 192.0.2.211\n"
+    )
+    rc, out, _ = _run(tmp_path, text)
+    assert rc == 1
+    assert "default/both" in out and "allocationFailed: service can not have both" in out

@@ -1,0 +1,175 @@
+"""`l2agent plan`: offline, explainable ownership from the same YAML the agent reads.
+
+Reads static files (for example a `kubectl get -o yaml` dump of a real cluster), runs the
+same `plan` the speakers run, and prints for every LoadBalancer Service its IPs and pool
+(or why none), the elected node, the ranked candidates, and for every other node why it
+does not announce.  Exit status: 0 when every input was valid and every service got its
+IPs; 1 when an object was rejected or a service could not be allocated; 2 when a file
+could not be read or parsed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from l2agent.errors import ConfigError
+from l2agent.model.snapshot import BuildResult, build_state
+from l2agent.plan import ServicePlan, explain
+from l2agent.static import load_yaml_files
+
+__all__ = ["PlanReport", "build_report", "render_json", "render_table", "run_plan"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanReport:
+    """Everything `l2agent plan` prints: the services, the members used, and input problems."""
+
+    services: tuple[ServicePlan, ...]
+    members: tuple[str, ...]
+    members_from: str
+    errors: tuple[str, ...]
+    unsupported: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(s.error is None for s in self.services)
+
+
+def build_report(
+    result: BuildResult,
+    members: Sequence[str] | None,
+    *,
+    ignore_exclude_lb: bool = False,
+    lb_class: str | None = None,
+) -> PlanReport:
+    """Explain every service; without `members`, the Node objects in the inputs are the members."""
+    if members is None:
+        chosen = tuple(sorted(result.state.nodes))
+        source = "Node objects in the inputs"
+    else:
+        chosen = tuple(sorted(set(members)))
+        source = "--members"
+    errors = list(result.errors)
+    if not chosen:
+        errors.append("no members: pass --members a,b,c or include Node objects in the inputs")
+    services = explain(result.state, chosen, ignore_exclude_lb=ignore_exclude_lb, lb_class=lb_class)
+    return PlanReport(services, chosen, source, tuple(errors), result.unsupported)
+
+
+def _service_json(sp: ServicePlan) -> dict[str, Any]:
+    interfaces: Any = None
+    if sp.interfaces is not None:
+        interfaces = "all" if sp.interfaces.all else sorted(sp.interfaces.names)
+    return {
+        "namespace": sp.namespace,
+        "name": sp.name,
+        "ips": [str(ip) for ip in sp.ips],
+        "pool": sp.pool,
+        "owner": sp.owner,
+        "candidates": list(sp.candidates),
+        "error": sp.error,
+        "reason": sp.reason.value if sp.reason is not None else None,
+        "interfaces": interfaces,
+        "not_announcing": {node: r.value for node, r in sorted(sp.node_reasons.items())},
+    }
+
+
+def render_json(report: PlanReport) -> str:
+    """`{"services": [...], "errors": [...]}` plus members and unsupported objects."""
+    doc = {
+        "services": [_service_json(s) for s in report.services],
+        "errors": list(report.errors),
+        "unsupported": list(report.unsupported),
+        "members": list(report.members),
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def _status(sp: ServicePlan) -> str:
+    if sp.owner is not None and sp.interfaces is not None:
+        where = "all interfaces" if sp.interfaces.all else ",".join(sorted(sp.interfaces.names))
+        return f"announced on {where}"
+    text = sp.reason.value if sp.reason is not None else "not announced"
+    return f"{text}: {sp.error}" if sp.error else text
+
+
+def render_table(report: PlanReport) -> str:
+    """A fixed-width table, then why each other node does not announce, then input problems."""
+    header = ("SERVICE", "IPS", "POOL", "OWNER", "CANDIDATES", "STATUS")
+    rows = [
+        (
+            sp.key,
+            ",".join(str(ip) for ip in sp.ips) or "-",
+            sp.pool or "-",
+            sp.owner or "-",
+            ",".join(sp.candidates) or "-",
+            _status(sp),
+        )
+        for sp in report.services
+    ]
+    lines: list[str] = []
+    if rows:
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+        for row in [header, *rows]:
+            cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+            lines.append("  ".join([*cells, row[-1]]).rstrip())
+    else:
+        lines.append("no LoadBalancer services")
+    lines.append("")
+    lines.append(f"members ({report.members_from}): {', '.join(report.members) or '-'}")
+    explained = [sp for sp in report.services if sp.node_reasons]
+    if explained:
+        lines.append("")
+        lines.append("why other nodes do not announce:")
+        for sp in explained:
+            parts = []
+            for node, reason in sorted(sp.node_reasons.items()):
+                extra = ""
+                if node in sp.candidates:
+                    extra = f" (rank {sp.candidates.index(node) + 1})"
+                parts.append(f"{node}={reason.value}{extra}")
+            lines.append(f"  {sp.key}: {', '.join(parts)}")
+    if report.unsupported:
+        lines.append("")
+        lines.append("not supported yet (ignored):")
+        lines.extend(f"  {msg}" for msg in report.unsupported)
+    if report.errors:
+        lines.append("")
+        lines.append("errors:")
+        lines.extend(f"  {msg}" for msg in report.errors)
+    return "\n".join(lines) + "\n"
+
+
+def run_plan(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Entry point for `l2agent plan --config FILE... [--members a,b] [--output table|json]`."""
+    out = out if out is not None else sys.stdout
+    try:
+        objects = load_yaml_files(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    members_arg = getattr(args, "members", None)
+    members = (
+        [m.strip() for m in members_arg.split(",") if m.strip()]
+        if members_arg is not None
+        else None
+    )
+    report = build_report(
+        build_state(objects),
+        members,
+        ignore_exclude_lb=bool(getattr(args, "ignore_exclude_lb", False)),
+        lb_class=getattr(args, "lb_class", None),
+    )
+    if getattr(args, "output", "table") == "json":
+        out.write(render_json(report))
+    else:
+        out.write(render_table(report))
+    return 0 if report.ok else 1
