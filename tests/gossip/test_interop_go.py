@@ -344,3 +344,24 @@ def test_garbage_and_stalled_streams_do_not_hurt(cluster: Cluster) -> None:
     py1.wait_for(lambda e: e.get("event") == "user" and e["data"] == "cc")
     assert go1.alive_members() == {"go1", "py1"}
     assert not any(e.get("event") == "fail" for e in py1.seen)
+
+
+def test_mixed_cluster_of_twelve_converges_and_detects_crashes(cluster: Cluster) -> None:
+    go0 = cluster.go("g0")
+    members: list[GoPeer | PyMember] = [go0]
+    members += [cluster.go(f"g{i}", join=go0.port) for i in range(1, 6)]
+    members += [cluster.py(f"p{i}", members[i].port) for i in range(6)]  # each via another
+    names = {m.name for m in members}
+    _same_view(members, names)
+    victims = [members[2], members[3], members[8], members[9]]  # two Go, two Python
+    for victim in victims:
+        victim.kill()
+    survivors = [m for m in members if m not in victims]
+    wait_until(
+        lambda: all(m.alive_members() == names - {v.name for v in victims} for m in survivors),
+        DETECT,
+        "every survivor to drop the four crashed members",
+    )
+    for py in (m for m in survivors if isinstance(m, PyMember)):
+        for victim in victims:
+            py.wait_event("fail", victim.name)
