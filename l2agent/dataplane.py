@@ -1,0 +1,182 @@
+"""The node's layer 2 data plane: responders on every eligible interface, the announce
+schedule and the sender, kept in step with the interface inventory.
+
+The speaker hands it *what* this node announces (``apply``: IP -> interface selection from
+the plan); this object works out *where* (the inventory and the exclusion list), answers
+ARP/NS there at once, and sends gratuitous bursts for every gain. It owns the only timer of
+the announcer, re-armed from ``schedule.next_deadline()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from l2agent.announce.schedule import AnnounceConfig, AnnounceSchedule, Due
+from l2agent.announce.sender import GratuitousCounters, Sender
+from l2agent.interfaces.inventory import (
+    DEFAULT_EXCLUDE,
+    Interface,
+    InterfaceSelection,
+    desired_by_interface,
+    missing_names,
+    reannounce_needed,
+    responder_interfaces,
+)
+from l2agent.interfaces.netlink import NetlinkInventory
+from l2agent.model.types import IPAddress
+from l2agent.responder.decide import InterfaceView
+from l2agent.responder.loop import Responder, ResponderCounters
+
+__all__ = ["Counters", "DataPlane"]
+
+log = logging.getLogger(__name__)
+
+
+class Counters(ResponderCounters, GratuitousCounters, Protocol):
+    """What the data plane counts (``l2agent.metrics.SpeakerMetrics`` is one)."""
+
+
+class DataPlane:
+    """Responders + announcer for every eligible interface of this network namespace.
+
+    ``counters``: responder and gratuitous counters. ``exclude``: interface name regexes
+    (MetalLB's defaults). ``on_sent(due, now)``: called after each round that left, so the
+    speaker can time failovers and ownership changes from the first packet on the wire.
+    """
+
+    def __init__(
+        self,
+        counters: Counters,
+        announce: AnnounceConfig,
+        *,
+        exclude: Sequence[str] = DEFAULT_EXCLUDE,
+        on_sent: Callable[[Sequence[Due], float], None] | None = None,
+    ) -> None:
+        self._counters = counters
+        self._exclude = tuple(exclude)
+        self._schedule = AnnounceSchedule(announce)
+        self.responders: dict[str, Responder] = {}
+        self._sender = Sender(self.responders, counters)
+        self._netlink = NetlinkInventory(on_change=self._inventory_changed)
+        self._announcements: Mapping[IPAddress, InterfaceSelection] = {}
+        self._desired: dict[str, frozenset[IPAddress]] = {}
+        self._on_sent = on_sent
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the interfaces and open a responder on each eligible one (answering nothing)."""
+        self._loop = asyncio.get_running_loop()
+        inventory = await self._netlink.start()
+        self._sync_responders(inventory)
+
+    def close(self) -> None:
+        """Stop answering everywhere at once and release the sockets."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for responder in self.responders.values():
+            responder.close()
+        self.responders.clear()
+        self._netlink.close()
+
+    # -- what to announce ---------------------------------------------------------------------
+
+    @property
+    def inventory(self) -> Mapping[str, Interface]:
+        return self._netlink.inventory
+
+    @property
+    def desired(self) -> Mapping[str, frozenset[IPAddress]]:
+        """``ifname -> IPs`` answered there right now."""
+        return self._desired
+
+    def interfaces_for(self, ip: IPAddress) -> tuple[str, ...]:
+        """The interfaces ``ip`` is announced on right now (sorted)."""
+        return tuple(sorted(n for n, ips in self._desired.items() if ip in ips))
+
+    def missing_interfaces(self, ip: IPAddress) -> frozenset[str]:
+        """Requested interface names for ``ip`` that this node lacks (``announceFailed``)."""
+        selection = self._announcements.get(ip)
+        if selection is None:
+            return frozenset()
+        return missing_names(selection, self._netlink.inventory, self._exclude)
+
+    def apply(self, announcements: Mapping[IPAddress, InterfaceSelection]) -> None:
+        """Announce exactly ``announcements`` from now on: losses stop being answered before
+        this returns; gains are answered at once and their first round goes out now."""
+        self._announcements = dict(announcements)
+        self._reconcile(changed_interfaces=())
+
+    def _reconcile(self, changed_interfaces: Sequence[str]) -> None:
+        inventory = self._netlink.inventory
+        self._desired = desired_by_interface(self._announcements, inventory, self._exclude)
+        for name, responder in self.responders.items():
+            responder.set_owned(self._desired.get(name, frozenset()))
+        loop = self._require_loop()
+        now = loop.time()
+        self._schedule.set_desired(self._desired, now)
+        for name in changed_interfaces:
+            self._schedule.interface_changed(name, now)
+        self._tick()
+
+    # -- timers and inventory -----------------------------------------------------------------
+
+    def _require_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("DataPlane.start() was not awaited")
+        return self._loop
+
+    def _tick(self) -> None:
+        loop = self._require_loop()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        now = loop.time()
+        due = self._schedule.tick(now)
+        if due:
+            self._sender.send(due)
+            if self._on_sent is not None:
+                self._on_sent(due, now)
+        deadline = self._schedule.next_deadline()
+        if deadline is not None:
+            self._timer = loop.call_at(deadline, self._tick)
+
+    def _sync_responders(self, inventory: Mapping[str, Interface]) -> None:
+        wanted = responder_interfaces(inventory, self._exclude)
+        for name in list(self.responders):
+            current = inventory.get(name)
+            old = self.responders[name]
+            if name not in wanted or current is None or current.index != old.ifindex:
+                old.close()
+                del self.responders[name]
+        for name in sorted(wanted):
+            iface = inventory[name]
+            view = InterfaceView(iface.name, iface.mac, iface.link_local)
+            responder = self.responders.get(name)
+            if responder is None:
+                owned = self._desired.get(name, frozenset())
+                responder = Responder(view, iface.index, self._counters, owned)
+                try:
+                    responder.open()
+                except OSError as exc:
+                    log.error("cannot open a responder on %s: %s", name, exc)
+                    continue
+                self.responders[name] = responder
+            elif responder.iface != view:
+                responder.update_interface(view)
+
+    def _inventory_changed(
+        self, before: Mapping[str, Interface], after: Mapping[str, Interface]
+    ) -> None:
+        self._sync_responders(after)
+        changed = [n for n, i in after.items() if reannounce_needed(before.get(n), i)]
+        if changed:
+            log.info("re-announcing on %s (came up or changed MAC)", ", ".join(sorted(changed)))
+        if self._loop is not None:
+            self._reconcile(changed_interfaces=changed)

@@ -1,0 +1,165 @@
+"""Membership from the gossip library: the speaker's view of who is alive.
+
+Readiness guards against the MetalLB #1710 failure: a restarting speaker that has not yet
+joined sees only itself and would elect itself for every IP. So the speaker answers nothing
+until a join has succeeded, or until ``alone_after`` seconds of failed joins show that it
+really is the first (or only) member; it keeps retrying the join in the background either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+
+from gossip.actions import Address
+from gossip.aio.runtime import GossipRuntime
+from gossip.config import GossipConfig
+from gossip.events import (
+    JoinFinished,
+    MemberFailed,
+    MemberJoined,
+    MemberLeft,
+    MemberRecovered,
+    MemberSuspected,
+    MemberUpdated,
+    ProtocolViolation,
+)
+from gossip.keyring import Keyring
+from gossip.messages import NodeState
+from l2agent.metrics import MemberRow
+from l2agent.speaker import Membership
+
+__all__ = ["GossipMembership"]
+
+log = logging.getLogger(__name__)
+
+_LIVE = (NodeState.ALIVE, NodeState.SUSPECT)
+
+
+class GossipMembership(Membership):
+    """Runs one gossip member and reports membership changes to the speaker."""
+
+    def __init__(
+        self,
+        config: GossipConfig,
+        join: Sequence[Address] = (),
+        *,
+        keyring: Keyring | None = None,
+        alone_after: float = 3.0,
+        rejoin_interval: float = 0.25,
+    ) -> None:
+        self.config = config
+        self._join = tuple(join)
+        self._keyring = keyring
+        self._alone_after = alone_after
+        self._rejoin_interval = rejoin_interval
+        self.runtime: GossipRuntime | None = None
+        self._ready = not self._join
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def live(self) -> frozenset[str] | None:
+        if self.runtime is None:
+            return frozenset({self.config.name})
+        return frozenset(m.name for m in self.runtime.members() if m.state in _LIVE)
+
+    def ready(self) -> bool:
+        return self._ready
+
+    def rows(self) -> list[MemberRow]:
+        if self.runtime is None:
+            return []
+        return [MemberRow(m.name, m.addr, m.state.name.lower()) for m in self.runtime.members()]
+
+    def pin(self, names: Iterable[str]) -> None:
+        """Probe these members every interval (the owners whose IPs we would take over)."""
+        if self.runtime is not None:
+            self.runtime.engine.set_pinned_targets(names)
+
+    async def start(self) -> None:
+        self.runtime = await GossipRuntime.start(self.config, keyring=self._keyring)
+        self._tasks.append(asyncio.create_task(self._events()))
+        if self._join:
+            await self._join_missing()
+            self._tasks.append(asyncio.create_task(self._keep_joining()))
+
+    def _missing(self) -> list[Address]:
+        """Join addresses with no live member behind them (never joined, or declared dead)."""
+        assert self.runtime is not None
+        live = {m.address for m in self.runtime.members() if m.state in _LIVE}
+        return [a for a in self._join if a not in live]
+
+    async def _join_missing(self) -> None:
+        assert self.runtime is not None
+        missing = self._missing()
+        if not missing:
+            return
+        try:
+            result: JoinFinished = await self.runtime.join(
+                missing, timeout=self.config.tcp_timeout + 1.0
+            )
+        except TimeoutError:
+            return
+        if result.succeeded:
+            log.info("joined through %d of %d peers", result.succeeded, len(missing))
+            self._set_ready("joined")
+
+    async def _keep_joining(self) -> None:
+        """MetalLB rejoins its peers every minute; we do it every ``rejoin_interval``, and
+        only towards peers we do not see alive, so a healed partition merges at once (each
+        side refutes the other's dead verdict during the push/pull)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while True:
+            await asyncio.sleep(self._rejoin_interval)
+            if not self._ready and loop.time() - start >= self._alone_after:
+                log.warning(
+                    "no peer answered for %.1f s: announcing as the only member", self._alone_after
+                )
+                self._set_ready("alone")
+            await self._join_missing()
+
+    def _set_ready(self, why: str) -> None:
+        if not self._ready:
+            self._ready = True
+            self.on_change(why)
+
+    async def _events(self) -> None:
+        assert self.runtime is not None
+        queue = self.runtime.events
+        while True:
+            event = await queue.get()
+            match event:
+                case MemberFailed(member=m):
+                    log.warning("member %s failed", m.name)
+                    self.on_change(f"failed:{m.name}")
+                case MemberLeft(member=m):
+                    log.info("member %s left", m.name)
+                    self.on_change(f"left:{m.name}")
+                case MemberJoined(member=m):
+                    log.info("member %s joined", m.name)
+                    self.on_change(f"joined:{m.name}")
+                case MemberUpdated(member=m) | MemberRecovered(member=m):
+                    self.on_change(f"updated:{m.name}")
+                case MemberSuspected(member=m, by=by):
+                    log.info("member %s suspected by %s", m.name, by)
+                case ProtocolViolation(reason=reason, detail=detail, src=src):
+                    log.warning("bad gossip input from %s: %s (%s)", src, reason.name, detail)
+                case _:
+                    pass
+
+    async def leave(self, timeout: float) -> None:
+        if self.runtime is not None:
+            await self.runtime.leave(timeout)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.runtime is not None:
+            await self.runtime.close()
+            self.runtime = None
