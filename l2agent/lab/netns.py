@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -59,6 +60,8 @@ VIP_DEV = "kube-ipvs0"
 """The down device that carries the VIPs on each node, as kube-proxy IPVS mode names it."""
 
 BRIDGE = "br0"
+
+_PR_SET_PDEATHSIG = 1
 
 _PREFIX_RE = re.compile(r"^l2lab-(?P<pid>\d+)-(?P<token>[0-9a-f]{4})$")
 """The name format of a lab prefix: owner PID plus a random token. The sweeper trusts only this."""
@@ -191,6 +194,7 @@ class Lab:
 
     def build(self) -> None:
         """Create every namespace, link and address; on any failure, undo what was made."""
+        sweep_stale()  # namespaces of labs whose owner was killed (-9) before cleaning up
         atexit.register(self.close)
         self._install_sigterm()
         try:
@@ -331,7 +335,10 @@ class Lab:
         """Start ``argv`` in ``role``'s namespace; stopped by PID at teardown.
 
         ``ip netns exec`` execs the command in place, so the Popen PID is the command's own.
+        The child gets SIGTERM if the thread that spawned it dies (PR_SET_PDEATHSIG), so even
+        a ``kill -9`` of the lab's owner leaves no process behind.
         """
+        popen.setdefault("preexec_fn", _die_with_parent)
         proc: subprocess.Popen[Any] = subprocess.Popen(self._argv(role, argv), **popen)
         self._procs.append(proc)
         return proc
@@ -392,6 +399,12 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=3)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask the kernel for SIGTERM when our parent dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:

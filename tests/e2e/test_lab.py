@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
-from l2agent.lab.netns import Lab, LabError, list_namespaces, sweep_stale, tools_missing
+from l2agent.lab.netns import (
+    Lab,
+    LabError,
+    list_namespaces,
+    sweep_stale,
+    tools_missing,
+    wait_until,
+)
 from l2agent.lab.prober import answered_by, from_json, outage
 from l2agent.lab.topology import DEFAULT_VIPS, node_mac, vip
 
@@ -169,12 +177,51 @@ def test_sweeper_deletes_only_dead_owners_in_its_own_format() -> None:
     subprocess.run(["ip", "netns", "add", stale], check=True)
     subprocess.run(["ip", "netns", "add", foreign], check=True)
     try:
-        with Lab(nodes=1, vips=()) as live:
-            swept = sweep_stale()
-            assert stale in swept
-            assert foreign not in swept
-            assert not [n for n in swept if n.startswith(live.prefix)]
-            assert live.netns("node1") in list_namespaces()
+        assert stale in sweep_stale()
+        subprocess.run(["ip", "netns", "add", stale], check=True)
+        with Lab(nodes=1, vips=()) as live:  # building a lab sweeps too
+            names = list_namespaces()
+            assert stale not in names and foreign in names
+            assert live.netns("node1") in names
+            assert not [n for n in sweep_stale() if n.startswith(live.prefix)]
     finally:
         subprocess.run(["ip", "netns", "delete", stale], capture_output=True)
         subprocess.run(["ip", "netns", "delete", foreign], capture_output=True)
+
+
+_HOLD = """
+import sys, time
+from l2agent.lab.netns import Lab
+lab = Lab(nodes=1, vips=())
+lab.build()
+child = lab.spawn("node1", ["sleep", "60"])
+print(lab.prefix, child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_lab_is_removed_after_ctrl_c_sigterm_and_even_sigkill(sig: signal.Signals) -> None:
+    owner = subprocess.Popen([sys.executable, "-c", _HOLD], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        prefix, child = owner.stdout.readline().split()
+        assert prefix and any(ns.startswith(prefix) for ns in list_namespaces())
+        owner.send_signal(sig)
+        owner.wait(timeout=15)
+        if sig == signal.SIGKILL:  # no chance to clean up: the next lab's sweeper does it
+            assert any(ns.startswith(prefix) for ns in list_namespaces())
+            sweep_stale()
+        assert not [ns for ns in list_namespaces() if ns.startswith(prefix)]
+        assert wait_until(lambda: not _alive(int(child)), timeout=5), "spawned child survived"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
