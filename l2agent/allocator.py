@@ -213,6 +213,9 @@ class _Book:
 
     def __init__(self) -> None:
         self.uses: dict[IPAddress, _Use] = {}
+        # (pool, version) -> raw position below which every address is in use or unusable:
+        # a service that does not share can start its walk there (keeps a pass O(n)).
+        self.full_below: dict[tuple[str, int], int] = {}
 
     def check(
         self, key: str, ip: IPAddress, ports: Sequence[Port], sharing: str, backend: str
@@ -424,9 +427,19 @@ def _assign(
 
 def _free(book: _Book, req: _Request, pool: IPAddressPool, version: int) -> IPAddress | None:
     """The lowest address of `version` in `pool` that this service may use."""
-    for ip in pool.addresses(version):
+    key = (pool.name, version)
+    start = book.full_below.get(key, 0) if not req.sharing else 0
+    walked = start
+    for pos, ip in pool.positions(version, start):
+        if ip not in book.uses:
+            if not req.sharing:
+                book.full_below[key] = pos
+            return ip
         if book.check(req.svc.key, ip, req.svc.ports, req.sharing, req.backend) is None:
             return ip
+        walked = pos + 1
+    if not req.sharing:
+        book.full_below[key] = walked
     return None
 
 

@@ -198,15 +198,29 @@ class IPAddressPool:
 
     def addresses(self, version: int) -> Iterator[IPAddress]:
         """Usable addresses of one family, CIDRs in spec order, each from its lowest address."""
+        for _, ip in self.positions(version):
+            yield ip
+
+    def positions(self, version: int, start: int = 0) -> Iterator[tuple[int, IPAddress]]:
+        """(position, address) of usable addresses from raw position `start` on.
+
+        A position counts every address of the family's CIDRs in spec order (buggy ones
+        included), so a caller can resume a walk where it stopped.
+        """
+        make = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+        base = 0
         for cidr in self.cidrs:
             if cidr.version != version:
                 continue
-            first = int(cidr.network_address)
-            for n in range(first, first + cidr.num_addresses):
-                ip = ipaddress.ip_address(n) if version == 4 else ipaddress.IPv6Address(n)
-                if self.avoid_buggy_ips and is_buggy(ip):
-                    continue
-                yield ip
+            count = cidr.num_addresses
+            if start < base + count:
+                first = int(cidr.network_address)
+                for k in range(max(0, start - base), count):
+                    ip = make(first + k)
+                    if self.avoid_buggy_ips and is_buggy(ip):
+                        continue
+                    yield base + k, ip
+            base += count
 
     def size(self) -> int:
         """Usable address count (MetalLB's `poolCount`, without its 2^62 cap)."""

@@ -50,6 +50,16 @@ class ClusterState:
         default_factory=lambda: _NO_NAMESPACES, hash=False
     )
     l2_statuses: tuple[ServiceL2Status, ...] = ()
+    _slices_index: Mapping[str, tuple[EndpointSliceView, ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        index: dict[str, list[EndpointSliceView]] = {}
+        for s in self.endpoint_slices:
+            index.setdefault(s.service_key, []).append(s)
+        frozen = MappingProxyType({k: tuple(v) for k, v in index.items()})
+        object.__setattr__(self, "_slices_index", frozen)
 
     @classmethod
     def of(
@@ -87,7 +97,7 @@ class ClusterState:
         return next((s for s in self.services if s.key == key), None)
 
     def slices_for(self, service_key: str) -> tuple[EndpointSliceView, ...]:
-        return tuple(s for s in self.endpoint_slices if s.service_key == service_key)
+        return self._slices_index.get(service_key, ())
 
     def advertisements_for(self, pool: IPAddressPool) -> tuple[L2Advertisement, ...]:
         """The L2Advertisements that apply to a pool (none: allocated but never announced)."""

@@ -307,3 +307,31 @@ def test_deterministic_regardless_of_input_order() -> None:
     assert first == second
     # unpinned pools are walked by name: pool "a" fills first
     assert ips(first, "ns0/s0") == ["10.0.0.0"]
+
+
+def test_auto_allocation_interleaving_sharing_and_plain_services() -> None:
+    """Sharing services still find shareable used IPs; plain ones skip every used IP."""
+    key = {"metallb.io/allow-shared-ip": "k"}
+    alloc = allocate(
+        state(
+            pool("p", "10.0.0.255-10.0.1.3", avoidBuggyIPs=True),
+            service("a-tcp", annotations=key, ports=[("TCP", 53)]),
+            service("b-plain"),
+            service("c-udp", annotations=key, ports=[("UDP", 53)]),
+            service("d-plain"),
+            service("e-tcp-again", annotations=key, ports=[("TCP", 53)]),
+        )
+    )
+    assert ips(alloc, "default/a-tcp") == ["10.0.1.1"]
+    assert ips(alloc, "default/b-plain") == ["10.0.1.2"]
+    assert ips(alloc, "default/c-udp") == ["10.0.1.1"]
+    assert ips(alloc, "default/d-plain") == ["10.0.1.3"]
+    assert failure(alloc, "default/e-tcp-again").reason is AllocationFailure.NO_AVAILABLE_IPS
+
+
+def test_large_pass_stays_linear() -> None:
+    """2000 services in one pool: the walk resumes where the last plain service stopped."""
+    objs = [pool("p", "10.0.0.0/20"), *[service(f"s{i:04d}") for i in range(2000)]]
+    alloc = allocate(state(*objs))
+    assert ips(alloc, "default/s1999") == ["10.0.7.207"]
+    assert len(alloc.in_use["p"]) == 2000
