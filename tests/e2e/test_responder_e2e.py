@@ -270,3 +270,33 @@ def test_truncated_and_garbage_frames_change_nothing_and_are_counted(
     # Still answering real requests.
     out = client(lab, "arping", "-c", "1", "-w", "2", "-I", "eth0", str(V4)).stdout.lower()
     assert mac_text(node_mac(1)) in out
+
+
+_TAGGED = r"""
+import sys
+from scapy.all import ARP, Dot1Q, Ether, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+from scapy.all import conf, srp1
+conf.verb = 0
+me = sys.argv[1]
+arp = (Ether(src=me, dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=100)
+       / ARP(op=1, hwsrc=me, psrc="198.51.100.100", pdst="192.0.2.200"))
+ns = (Ether(src=me, dst="33:33:ff:00:02:00") / Dot1Q(vlan=100)
+      / IPv6(src="2001:db8:100::100", dst="ff02::1:ff00:200", hlim=255)
+      / ICMPv6ND_NS(tgt="2001:db8::200") / ICMPv6NDOptSrcLLAddr(lladdr=me))
+for request in (arp, ns):
+    answer = srp1(request, iface="eth0", timeout=3)
+    if answer is None:
+        print("none")
+    else:
+        kind = "arp" if ARP in answer else "na" if ICMPv6ND_NA in answer else "other"
+        print(kind, answer.src, answer[Dot1Q].vlan if Dot1Q in answer else "untagged")
+"""
+
+
+def test_tagged_requests_get_replies_tagged_with_the_same_vlan(
+    lab: Lab, agents: dict[str, Agent]
+) -> None:
+    pytest.importorskip("scapy")
+    out = lab.exec("client", [sys.executable, "-c", _TAGGED, mac_text(client_mac())])
+    owner = mac_text(node_mac(1))
+    assert out.split("\n")[:2] == [f"arp {owner} 100", f"na {owner} 100"], out
