@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from ipaddress import ip_address
 
 import pytest
 from _l2objects import namespace, pool, service, state
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from l2agent.allocator import (
     Allocation,
@@ -14,6 +17,7 @@ from l2agent.allocator import (
     Assignment,
     allocate,
 )
+from l2agent.model import ServiceView
 
 
 def ips(alloc: Allocation, key: str) -> list[str]:
@@ -335,3 +339,65 @@ def test_large_pass_stays_linear() -> None:
     alloc = allocate(state(*objs))
     assert ips(alloc, "default/s1999") == ["10.0.7.207"]
     assert len(alloc.in_use["p"]) == 2000
+
+
+@st.composite
+def _scenario(draw: st.DrawFn) -> list[dict]:
+    objs: list[dict] = [
+        pool("a", "10.0.0.0/30", "2001:db8::/126", avoidBuggyIPs=draw(st.booleans())),
+        pool(
+            "b",
+            "10.0.1.0/31",
+            serviceAllocation={"priority": draw(st.integers(0, 3)), "namespaces": ["ns1"]},
+        ),
+    ]
+    for i in range(draw(st.integers(1, 9))):
+        annotations = {}
+        if draw(st.booleans()):
+            annotations["metallb.io/allow-shared-ip"] = draw(st.sampled_from(["k1", "k2"]))
+        if draw(st.integers(0, 4)) == 0:
+            last = draw(st.integers(0, 3))
+            annotations["metallb.io/loadBalancerIPs"] = f"10.0.0.{last}"
+        objs.append(
+            service(
+                f"s{i}",
+                draw(st.sampled_from(["ns1", "ns2"])),
+                annotations=annotations,
+                ports=[(draw(st.sampled_from(["TCP", "UDP"])), draw(st.sampled_from([53, 80])))],
+                ipFamilyPolicy=draw(
+                    st.sampled_from(["SingleStack", "PreferDualStack", "RequireDualStack"])
+                ),
+            )
+        )
+    return objs
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(_scenario(), st.randoms(use_true_random=False))
+def test_allocation_invariants(objs: list[dict], rnd: random.Random) -> None:
+    """Every IP lies in its pool; IPs are shared only as the sharing rules allow;
+    the answer does not depend on input order."""
+    st_ = state(*objs)
+    alloc = allocate(st_)
+    users: dict[object, list[ServiceView]] = {}
+    for key, result in alloc.results.items():
+        if not isinstance(result, Assignment):
+            continue
+        svc = st_.service(key)
+        assert svc is not None and result.pool is not None
+        p = st_.pool(result.pool)
+        assert p is not None
+        assert len({ip.version for ip in result.ips}) == len(result.ips)
+        for ip in result.ips:
+            assert p.contains(ip)
+            users.setdefault(ip, []).append(svc)
+    for svcs in users.values():
+        if len(svcs) < 2:
+            continue
+        keys = {s.annotations.get("metallb.io/allow-shared-ip") for s in svcs}
+        assert len(keys) == 1 and None not in keys
+        ports = [port for s in svcs for port in s.ports]
+        assert len(ports) == len(set(ports))
+    shuffled = list(objs)
+    rnd.shuffle(shuffled)
+    assert allocate(state(*shuffled)) == alloc
