@@ -210,7 +210,9 @@ def test_speaker_security_posture(rendered: list[dict[str, Any]]) -> None:
     assert secret["secret"]["items"] == [{"key": "secretkey", "path": "secretkey"}]
     mount = [m for m in c["volumeMounts"] if m["name"] == secret["name"]]
     assert mount[0]["readOnly"] is True
-    assert any("--memberlist-secret-file=" + mount[0]["mountPath"] in a for a in c["args"])
+    assert f"--secret-key-file={mount[0]['mountPath']}/secretkey" in c["args"]
+    assert "--node-name=$(NODE_NAME)" in c["args"]
+    assert "--kubeconfig=-" in c["args"]
 
 
 def test_controller_security_posture(rendered: list[dict[str, Any]]) -> None:
@@ -225,7 +227,9 @@ def test_controller_security_posture(rendered: list[dict[str, Any]]) -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
-    assert any(a.startswith("--lease-name=") for a in c["args"])
+    assert "--identity=$(POD_NAME)" in c["args"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
 
 def _rules(objs: list[dict[str, Any]], kind: str, name: str) -> list[dict[str, Any]]:
@@ -277,3 +281,24 @@ def test_network_policies_follow_the_seed(rendered: list[dict[str, Any]]) -> Non
     controller = _one(rendered, "NetworkPolicy", "l2agent-controller-policy")["spec"]
     ingress = {(p["protocol"], p["port"]) for r in controller["ingress"] for p in r["ports"]}
     assert ingress == {("TCP", 7472)}
+
+
+def test_container_args_parse_with_our_cli(rendered: list[dict[str, Any]]) -> None:
+    """The manifests and `l2agent`'s argument parser agree on every flag."""
+    import re
+
+    from l2agent.cli import build_parser
+
+    parser = build_parser()
+    for kind, name, cname in (
+        ("DaemonSet", "l2agent-speaker", "speaker"),
+        ("Deployment", "l2agent-controller", "controller"),
+    ):
+        c = _container(_one(rendered, kind, name), cname)
+        declared = {e["name"] for e in c.get("env", [])}
+        used = {v for a in c["args"] for v in re.findall(r"\$\((\w+)\)", a)}
+        assert used <= declared, f"{name}: args use undeclared env {used - declared}"
+        args = [re.sub(r"\$\((\w+)\)", "192.0.2.9", a) for a in c["args"]]
+        ns = parser.parse_args(args)
+        assert ns.command == cname
+        assert ns.kubeconfig == "-"
