@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -365,3 +365,61 @@ def test_mixed_cluster_of_twelve_converges_and_detects_crashes(cluster: Cluster)
     for py in (m for m in survivors if isinstance(m, PyMember)):
         for victim in victims:
             py.wait_event("fail", victim.name)
+
+
+def test_runtime_api_in_process(cluster: Cluster) -> None:
+    """The library API (GossipRuntime) as the speaker uses it, against a Go member."""
+    import asyncio
+
+    from gossip.aio import GossipRuntime
+    from gossip.config import local
+    from gossip.events import Event, MemberFailed, MemberJoined, UserMessage
+
+    go1 = cluster.go("go1", key=KEY.hex())
+    go2 = cluster.go("go2", join=go1.port, key=KEY.hex())
+    port = free_port()
+
+    async def scenario() -> None:
+        config = local(
+            "inproc",
+            bind_addr="127.0.0.1",
+            bind_port=port,
+            probe_interval=0.2,
+            probe_timeout=0.1,
+            gossip_interval=0.05,
+            suspicion_mult=2,
+        )
+        runtime = await GossipRuntime.start(config, meta=b"m" * 512, keyring=Keyring((KEY,)))
+        try:
+            done = await runtime.join([("127.0.0.1", go1.port)], timeout=10)
+            assert done.succeeded == 1 and done.failed == ()
+
+            async def next_event(pred: Callable[[Event], bool]) -> Event:
+                while True:
+                    event = await asyncio.wait_for(runtime.events.get(), DETECT)
+                    if pred(event):
+                        return event
+
+            joined = await next_event(
+                lambda e: isinstance(e, MemberJoined) and e.member.name == "go2"
+            )
+            assert isinstance(joined, MemberJoined) and joined.member.port == go2.port
+            runtime.send_user(("127.0.0.1", go1.port), b"\x01\x02", reliable=True)
+            await asyncio.to_thread(
+                go1.wait_for, lambda e: e.get("event") == "user" and e["data"] == "0102"
+            )
+            await asyncio.to_thread(
+                wait_until, lambda: "inproc" in go2.alive_members(), SPREAD, "go2 to learn us"
+            )
+            assert "error" not in await asyncio.to_thread(go2.command, "send inproc 0304")
+            message = await next_event(lambda e: isinstance(e, UserMessage))
+            assert isinstance(message, UserMessage) and message.data == b"\x03\x04"
+            go2.kill()
+            await next_event(lambda e: isinstance(e, MemberFailed) and e.member.name == "go2")
+            assert await runtime.leave(5.0) is True
+        finally:
+            await runtime.close()
+
+    asyncio.run(scenario())
+    go1.wait_event("leave", "inproc", timeout=SPREAD)
+    assert go1.wait_event("join", "inproc")["meta"] == (b"m" * 512).hex()
