@@ -35,10 +35,10 @@ def mac_text(mac: bytes) -> str:
 class Agent:
     """One ``l2agent.lab.respond`` process in a node namespace, driven over stdin/stdout."""
 
-    def __init__(self, lab: Lab, node: str) -> None:
+    def __init__(self, lab: Lab, node: str, *extra: str) -> None:
         self.proc = lab.spawn(
             node,
-            [sys.executable, "-m", "l2agent.lab.respond", "--iface", "eth0"],
+            [sys.executable, "-m", "l2agent.lab.respond", "--iface", "eth0", *extra],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -300,3 +300,38 @@ def test_tagged_requests_get_replies_tagged_with_the_same_vlan(
     out = lab.exec("client", [sys.executable, "-c", _TAGGED, mac_text(client_mac())])
     owner = mac_text(node_mac(1))
     assert out.split("\n")[:2] == [f"arp {owner} 100", f"na {owner} 100"], out
+
+
+def test_carrier_coming_back_re_announces(lab: Lab) -> None:
+    """MetalLB issue #584: no GARP after a node is disconnected and reconnected."""
+    # One round per burst, so only a re-announcement can correct the client afterwards.
+    agent = Agent(lab, "node1", "--rounds", "1")
+    try:
+        agent.own(V4, V6)
+        wrong = "02:1a:b0:00:00:99"
+        lab.cut_link("node1")
+        try:
+            for target in (V4, V6):  # the client holds a stale, wrong entry meanwhile
+                lab.ip(
+                    "client",
+                    "neigh",
+                    "replace",
+                    str(target),
+                    "lladdr",
+                    wrong,
+                    "dev",
+                    "eth0",
+                    "nud",
+                    "stale",
+                )
+            before = agent.counters()["gratuitous"]
+        finally:
+            lab.restore_link("node1")
+        for target in (V4, V6):
+            assert wait_until(lambda t=target: lab.neighbour_mac(t) == node_mac(1), timeout=3), (
+                f"{target}: {lab.neighbours().get(str(target))}"
+            )
+        after = agent.counters()["gratuitous"]
+        assert after[str(V4)] > before[str(V4)] and after[str(V6)] > before[str(V6)]
+    finally:
+        lab.stop(agent.proc)
