@@ -401,3 +401,19 @@ def test_allocation_invariants(objs: list[dict], rnd: random.Random) -> None:
     shuffled = list(objs)
     rnd.shuffle(shuffled)
     assert allocate(state(*shuffled)) == alloc
+
+
+def test_deprecated_pool_and_sharing_annotations_honoured_stable_wins() -> None:
+    objs = [pool("p", "10.0.0.0/30"), pool("q", "10.0.1.0/30", autoAssign=False)]
+    old = {"metallb.universe.tf/address-pool": "q", "metallb.universe.tf/allow-shared-ip": "k"}
+    both = {"metallb.universe.tf/address-pool": "q", "metallb.io/address-pool": "p"}
+    alloc = allocate(
+        state(
+            *objs,
+            service("old-a", annotations=old, ports=[("TCP", 1)]),
+            service("old-b", annotations=old, ports=[("TCP", 2)]),
+            service("both", annotations=both),
+        )
+    )
+    assert ips(alloc, "default/old-a") == ips(alloc, "default/old-b") == ["10.0.1.0"]
+    assert failure_free(alloc, "default/both").pool == "p"

@@ -10,13 +10,19 @@ import pytest
 from l2agent.errors import ConfigError
 from l2agent.model import (
     ALL_INTERFACES,
+    EndpointSliceView,
     InterfaceSelection,
     IPAddressPool,
+    IPFamilyPolicy,
     L2Advertisement,
+    NodeView,
     ServiceL2Status,
+    ServiceView,
+    TrafficPolicy,
     build_state,
     parse_address_entry,
 )
+from l2agent.model.views import SERVICE_NAME_LABEL
 
 
 def pool(name: str, *addresses: str, **spec: Any) -> dict[str, Any]:
@@ -210,3 +216,80 @@ def test_missing_name_is_an_error_not_a_crash() -> None:
     result = build_state([{"kind": "IPAddressPool", "spec": {"addresses": ["10.0.0.0/24"]}}, 7])
     assert len(result.errors) == 2
     assert "metadata" in result.errors[0]
+
+
+def test_views_from_kubectl_shaped_dicts() -> None:
+    svc = ServiceView.from_dict(
+        {
+            "kind": "Service",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {
+                "type": "LoadBalancer",
+                "clusterIPs": ["10.96.0.10", "fd00::10"],
+                "ipFamilies": ["IPv4", "IPv6"],
+                "ipFamilyPolicy": "PreferDualStack",
+                "externalTrafficPolicy": "Local",
+                "selector": {"app": "web"},
+                "ports": [{"port": 53, "protocol": "UDP"}, {"port": 80}],
+            },
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}, {"hostname": "x"}]}},
+        }
+    )
+    assert svc.key == "default/web"
+    assert svc.ip_families == (4, 6) and svc.ip_family_policy is IPFamilyPolicy.PREFER_DUAL_STACK
+    assert svc.external_traffic_policy is TrafficPolicy.LOCAL
+    assert [str(p) for p in svc.ports] == ["UDP/53", "TCP/80"]
+    assert svc.ingress_ips == (ip_address("192.0.2.1"),)
+    node = NodeView.from_dict(
+        {
+            "kind": "Node",
+            "metadata": {"name": "n1"},
+            "status": {"conditions": [{"type": "NetworkUnavailable", "status": "True"}]},
+        }
+    )
+    assert node.network_unavailable
+    ok = NodeView.from_dict(
+        {
+            "kind": "Node",
+            "metadata": {"name": "n2"},
+            "status": {"conditions": [{"type": "NetworkUnavailable", "status": "False"}]},
+        }
+    )
+    assert not ok.network_unavailable
+
+
+def test_endpoint_slice_view() -> None:
+    obj = {
+        "kind": "EndpointSlice",
+        "metadata": {"name": "web-1", "namespace": "ns", "labels": {SERVICE_NAME_LABEL: "web"}},
+        "endpoints": [
+            {"nodeName": "n1", "conditions": {"ready": False, "serving": True}},
+            {"nodeName": "n2", "conditions": {"ready": False}},
+            {"conditions": {}},
+        ],
+    }
+    es = EndpointSliceView.from_dict(obj)
+    assert es.service_key == "ns/web"
+    assert [e.can_serve for e in es.endpoints] == [True, False, True]
+    with pytest.raises(ConfigError, match="service-name"):
+        EndpointSliceView.from_dict({**obj, "metadata": {"name": "x"}})
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"externalTrafficPolicy": "Sometimes"},
+        {"ipFamilyPolicy": "Both"},
+        {"ipFamilies": ["IPv5"]},
+        {"clusterIPs": ["not-an-ip"]},
+        {"ports": [{"port": "http"}]},
+    ],
+)
+def test_bad_service_fields_are_config_errors(spec: dict[str, Any]) -> None:
+    result = build_state([{"kind": "Service", "metadata": {"name": "s"}, "spec": spec}])
+    assert not result.ok and "Service default/s" in result.errors[0]
+
+
+def test_kinds_we_do_not_read_are_ignored_not_errors() -> None:
+    result = build_state([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}])
+    assert result.ok and result.ignored
