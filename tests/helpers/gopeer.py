@@ -343,6 +343,8 @@ def measure_cpu(preset: str, seconds: float) -> dict[str, Any]:
             "cpu_seconds": stopped["cpu_seconds"],
             "wall_seconds": stopped["wall_seconds"],
             "cpu_per_second": stopped["cpu_seconds"] / stopped["wall_seconds"],
+            "false_failures": sum(1 for e in py.seen if e.get("event") == "fail"),
+            "suspicions": sum(1 for e in py.seen if e.get("event") == "suspect"),
         }
     finally:
         for member in members:
