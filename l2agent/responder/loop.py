@@ -15,8 +15,9 @@ Solicited-node multicast: for every owned IPv6 address the interface joins the g
 multicast filter passes the NS to us. Several VIPs can share one group (same low 24 bits):
 membership is refcounted per group and left when the last VIP using it goes. A responder
 created after an IP was announced joins at ``open()`` from the owned set it was given.
-Note: a packet-socket membership programs the NIC filter only; it sends no MLD report, so an
-MLD-snooping switch that has not seen a report for the group may not forward the NS.
+A packet-socket membership programs the NIC filter only and sends no MLD report, so the group
+is also joined on an (unbound, receive-nothing) IPv6 UDP socket with IPV6_JOIN_GROUP: the
+kernel then sends MLD reports and an MLD-snooping switch forwards the group's NS to us.
 
 Solicited NAs are sent *from the requested VIP* (``decide`` gets the interface without its
 link-local address, so the packet builder falls back to the target), as the Linux kernel
@@ -43,7 +44,7 @@ from ipaddress import IPv6Address
 from typing import Protocol
 
 from l2agent.model.types import IPAddress, format_mac
-from l2agent.packets.ndp import solicited_node_mac
+from l2agent.packets.ndp import solicited_node_address, solicited_node_mac
 from l2agent.responder.bpf import SO_ATTACH_FILTER, make_sock_fprog
 from l2agent.responder.decide import Drop, DropReason, InterfaceView, Owned, Reply, decide
 
@@ -61,6 +62,7 @@ PACKET_MR_MULTICAST = 0
 PACKET_OUTGOING = 4  # sll_pkttype of frames we (or the host) sent
 TP_STATUS_VLAN_VALID = 0x10
 _MREQ = struct.Struct("=iHH8s")  # struct packet_mreq
+_IPV6_MREQ = struct.Struct("=16sI")  # struct ipv6_mreq
 _AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
 _CMSG_SPACE = socket.CMSG_SPACE(_AUXDATA.size)
 _MAX_FRAME = 2048
@@ -145,6 +147,7 @@ class Responder:
         self._loop = loop
         self._sock: socket.socket | None = None
         self._groups: dict[bytes, set[IPv6Address]] = {}
+        self._mld: socket.socket | None = None
         self._send_errors = 0
 
     # -- life cycle -------------------------------------------------------------------------
@@ -170,6 +173,10 @@ class Responder:
             sock.close()
             raise
         self._sock = sock
+        try:
+            self._mld = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        except OSError as exc:  # IPv6 disabled in this kernel: NIC filter only
+            log.warning("%s: no IPv6 socket for MLD joins: %s", self.iface.name, exc)
         self._sync_groups()
         loop.add_reader(sock.fileno(), self._readable)
         log.info(
@@ -183,6 +190,9 @@ class Responder:
         """Stop reading and close the socket (the kernel drops its group memberships)."""
         sock, self._sock = self._sock, None
         self._groups.clear()
+        mld, self._mld = self._mld, None
+        if mld is not None:
+            mld.close()  # leaves every group it joined (the kernel sends MLD done)
         if sock is None:
             return
         if self._loop is not None and not self._loop.is_closed():
@@ -231,10 +241,12 @@ class Responder:
         for mac in list(self._groups):
             if mac not in want:
                 self._membership(PACKET_DROP_MEMBERSHIP, mac)
+                self._mld_membership(socket.IPV6_LEAVE_GROUP, next(iter(self._groups[mac])))
                 del self._groups[mac]
         for mac, ips in want.items():
             if mac not in self._groups:
                 self._membership(PACKET_ADD_MEMBERSHIP, mac)
+                self._mld_membership(socket.IPV6_JOIN_GROUP, next(iter(ips)))
             self._groups[mac] = ips
 
     def _membership(self, op: int, mac: bytes) -> None:
@@ -245,6 +257,20 @@ class Responder:
         except OSError as exc:  # logged, as MetalLB does; answering still works on most NICs
             verb = "join" if op == PACKET_ADD_MEMBERSHIP else "leave"
             log.warning("%s: cannot %s group %s: %s", self.iface.name, verb, format_mac(mac), exc)
+
+    def _mld_membership(self, op: int, ip: IPv6Address) -> None:
+        """Join/leave the solicited-node group at the IPv6 layer too, so the kernel sends
+        MLD reports and MLD-snooping switches forward the group's NS to this port."""
+        if self._mld is None:
+            return
+        group = solicited_node_address(ip)
+        try:
+            self._mld.setsockopt(
+                socket.IPPROTO_IPV6, op, _IPV6_MREQ.pack(group.packed, self.ifindex)
+            )
+        except OSError as exc:
+            verb = "join" if op == socket.IPV6_JOIN_GROUP else "leave"
+            log.warning("%s: cannot %s MLD group %s: %s", self.iface.name, verb, group, exc)
 
     # -- the data path ----------------------------------------------------------------------
 

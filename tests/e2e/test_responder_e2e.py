@@ -192,6 +192,7 @@ def test_solicited_node_group_is_joined_while_owned_and_left_after(
     group = "33:33:ff:00:02:00"  # 2001:db8::200
     assert agents["node1"].command("groups")["groups"] == [group]
     assert group in lab.ip("node1", "maddr", "show", "dev", "eth0")  # the kernel agrees
+    assert "ff02::1:ff00:200" in lab.ip("node1", "-6", "maddr", "show", "dev", "eth0")  # MLD
     # 2001:db8:1::200 shares the group (same low 24 bits): releasing V6 keeps the group.
     agents["node1"].own(V4, V6, "2001:db8:1::200")
     agents["node1"].own(V4, "2001:db8:1::200")
@@ -200,6 +201,7 @@ def test_solicited_node_group_is_joined_while_owned_and_left_after(
     agents["node1"].own(V4)
     assert agents["node1"].command("groups")["groups"] == []
     assert group not in lab.ip("node1", "maddr", "show", "dev", "eth0")
+    assert "ff02::1:ff00:200" not in lab.ip("node1", "-6", "maddr", "show", "dev", "eth0")
 
 
 def test_a_responder_opened_after_the_ip_was_announced_joins_at_once(lab: Lab) -> None:
