@@ -11,13 +11,14 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from l2agent.lab.netns import Lab, tools_missing, wait_until
-from l2agent.lab.prober import answered_by, from_json
+from l2agent.lab.prober import answered_by, from_json, outage
 from l2agent.lab.topology import UNOWNED_VIP4, UNOWNED_VIP6, client_mac, node_mac, vip
 
 pytestmark = pytest.mark.e2e
@@ -337,3 +338,40 @@ def test_carrier_coming_back_re_announces(lab: Lab) -> None:
         assert after[str(V4)] > before[str(V4)] and after[str(V6)] > before[str(V6)]
     finally:
         lab.stop(agent.proc)
+
+
+def test_planned_handover_loses_no_probe_and_traffic_follows(
+    lab: Lab, agents: dict[str, Agent]
+) -> None:
+    """New owner announces first, old owner stops after: the client's 2 ms probe stream moves
+    from node1 to node2 with no lost probe (echo answers on both, as kube-proxy would)."""
+    probers = {
+        target: lab.spawn(
+            "client",
+            [
+                sys.executable,
+                "-m",
+                "l2agent.lab.prober",
+                "--target",
+                str(target),
+                "--duration",
+                "1.5",
+                "--interval",
+                "0.002",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for target in (V4, V6)
+    }
+    time.sleep(0.6)
+    agents["node2"].own(V4, V6)
+    agents["node1"].own()
+    for target, proc in probers.items():
+        out, _ = proc.communicate(timeout=15)
+        probes = from_json(out)
+        assert answered_by(probes) == ["node1", "node2"], f"{target}: {answered_by(probes)}"
+        moved = outage(probes, "node1", "node2")
+        assert moved is not None
+        print(f"{target}: handover gap {moved.seconds * 1000:.2f} ms, lost {moved.lost}")
+        assert moved.lost == 0
