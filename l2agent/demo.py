@@ -27,7 +27,7 @@ from l2agent.static import load_yaml_files
 
 def demo_config() -> Path:
     """The embedded default config, as a file path."""
-    return Path(str(resources.files("l2agent.lab").joinpath("demo.yaml")))
+    return Path(str(resources.files("l2agent").joinpath("data", "demo.yaml")))
 
 
 def _say(text: str = "") -> None:

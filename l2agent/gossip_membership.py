@@ -17,6 +17,7 @@ from gossip.actions import Address
 from gossip.aio.runtime import GossipRuntime
 from gossip.config import GossipConfig
 from gossip.events import (
+    DropReason,
     JoinFinished,
     MemberFailed,
     MemberJoined,
@@ -36,6 +37,7 @@ __all__ = ["GossipMembership"]
 log = logging.getLogger(__name__)
 
 _LIVE = (NodeState.ALIVE, NodeState.SUSPECT)
+_QUIET = (DropReason.STREAM_TIMEOUT, DropReason.STREAM_EOF)
 
 
 class GossipMembership(Membership):
@@ -144,8 +146,11 @@ class GossipMembership(Membership):
                     self.on_change(f"updated:{m.name}")
                 case MemberSuspected(member=m, by=by):
                     log.info("member %s suspected by %s", m.name, by)
+                    self.suspected()
                 case ProtocolViolation(reason=reason, detail=detail, src=src):
-                    log.warning("bad gossip input from %s: %s (%s)", src, reason.name, detail)
+                    # A stalled stream is usually our own dial to a peer that is down.
+                    level = logging.DEBUG if reason in _QUIET else logging.WARNING
+                    log.log(level, "bad gossip input from %s: %s (%s)", src, reason.name, detail)
                 case _:
                     pass
 

@@ -55,12 +55,16 @@ class SpeakerOptions:
     metrics_addr: str | None = ":7472"
     reload_check: float = 1.0
     """Seconds between checks of the config files' modification times (SIGHUP is instant)."""
+    static_inputs: bool = True
+    """Static files: allocate IPs the files lack and take a Service with no EndpointSlice as
+    served. Kubernetes mode: neither (the controller allocates; slices are authoritative)."""
 
 
 class Membership:
     """Who is alive, as the speaker's election sees it. Subclasses feed ``on_change``."""
 
     on_change: Callable[[str], None] = staticmethod(lambda why: None)
+    suspected: Callable[[], None] = staticmethod(lambda: None)
 
     def live(self) -> frozenset[str] | None:
         """Names of live members (alive or suspect); None: take the Node objects."""
@@ -131,6 +135,7 @@ class Speaker:
         self._stopping = asyncio.Event()
         self._health: HealthServer | None = None
         membership.on_change = self._membership_changed
+        membership.suspected = self.metrics.suspicion_raised
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -197,6 +202,8 @@ class Speaker:
             self.options.node,
             ignore_exclude_lb=self.options.ignore_exclude_lb,
             lb_class=self.options.lb_class,
+            allocate_missing=self.options.static_inputs,
+            assume_served_without_slices=self.options.static_inputs,
         )
         self._apply(self.plan.announcements, why)
         # The watchdog: probe every interval the owners whose IPs this node would inherit.

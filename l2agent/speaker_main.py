@@ -57,6 +57,7 @@ def options_from(args: argparse.Namespace) -> SpeakerOptions:
         announce=announce,
         handover_drain=args.handover_drain,
         metrics_addr=args.metrics_addr or None,
+        static_inputs=not args.kubeconfig,
     )
 
 

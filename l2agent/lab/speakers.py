@@ -27,7 +27,8 @@ class LabSpeakers:
     """Speakers, echo servers and probers in a built :class:`Lab`.
 
     ``config``: the YAML every speaker reads. ``extra``: more speaker arguments (e.g.
-    ``--gossip-preset lan``). Logs go to ``workdir/<node>.log``.
+    ``--gossip-preset lan``). ``gossip=False`` runs them in static mode (no gossip; members
+    are the config's Node objects). Logs go to ``workdir/<node>.log``.
     """
 
     def __init__(
@@ -37,10 +38,12 @@ class LabSpeakers:
         *,
         extra: Sequence[str] = (),
         workdir: Path | None = None,
+        gossip: bool = True,
     ) -> None:
         self.lab = lab
         self.config = config
         self.extra = tuple(extra)
+        self.gossip = gossip
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="l2lab-"))
         self.speakers: dict[str, subprocess.Popen[Any]] = {}
         self.echoes: dict[str, subprocess.Popen[Any]] = {}
@@ -55,9 +58,11 @@ class LabSpeakers:
             sys.executable, "-m", "l2agent.cli", "speaker",
             "--node-name", node,
             "--config", str(self.config),
-            "--bind-addr", f"{me}:{GOSSIP_PORT}",
             "--metrics-addr", f"{me}:{METRICS_PORT}",
         ]  # fmt: skip
+        if not self.gossip:  # static mode: members are the Node objects of the config
+            return argv + list(self.extra)
+        argv += ["--bind-addr", f"{me}:{GOSSIP_PORT}"]
         for other in self.lab.node_names:
             if other != node:
                 argv += ["--join", f"{self.address(other)}:{GOSSIP_PORT}"]
@@ -99,7 +104,8 @@ class LabSpeakers:
         path = self.workdir / f"{node}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    # -- observation through the speakers' HTTP endpoint (from the client namespace) -------
+    # -- observation through each speaker's HTTP endpoint, from its own namespace ----------
+    # (reachable even while the node's cable is pulled)
 
     def fetch(self, node: str, path: str, timeout: float = 2.0) -> str | None:
         url = f"http://{self.address(node)}:{METRICS_PORT}{path}"
@@ -108,7 +114,7 @@ class LabSpeakers:
             f"sys.stdout.write(u.urlopen({url!r}, timeout={timeout}).read().decode())"
         )
         try:
-            return self.lab.exec(CLIENT, [sys.executable, "-c", code], timeout=timeout + 5)
+            return self.lab.exec(node, [sys.executable, "-c", code], timeout=timeout + 5)
         except Exception:
             return None
 
