@@ -74,6 +74,9 @@ class GossipMembership(Membership):
             return []
         return [MemberRow(m.name, m.addr, m.state.name.lower()) for m in self.runtime.members()]
 
+    def awareness(self) -> float:
+        return float(self.runtime.engine.health_score) if self.runtime is not None else 0.0
+
     def pin(self, names: Iterable[str]) -> None:
         """Probe these members every interval (the owners whose IPs we would take over)."""
         if self.runtime is not None:

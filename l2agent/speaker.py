@@ -77,6 +77,10 @@ class Membership:
     def rows(self) -> list[MemberRow]:
         return []
 
+    def awareness(self) -> float:
+        """Lifeguard's local health score (0 = healthy; higher = this node is slow)."""
+        return 0.0
+
     def pin(self, names: Iterable[str]) -> None:
         """Watch these members closely (the owners whose IPs this node would take over)."""
 
@@ -118,7 +122,11 @@ class Speaker:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.log = log.bind(node=options.node)
         self.metrics = SpeakerMetrics(
-            self.registry, options.node, ownership=self.ownership_rows, members=membership.rows
+            self.registry,
+            options.node,
+            ownership=self.ownership_rows,
+            members=membership.rows,
+            awareness=membership.awareness,
         )
         self.dataplane = dataplane or DataPlane(
             self.metrics, options.announce, exclude=options.exclude, on_sent=self._sent

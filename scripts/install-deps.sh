@@ -4,7 +4,7 @@
 # missing tool skip and say why).
 set -euo pipefail
 pkgs=(iproute2 iputils-arping ndisc6 tcpdump keepalived golang-go
-      golang-github-hashicorp-memberlist-dev prometheus netsniff-ng procps)
+      golang-github-hashicorp-memberlist-dev prometheus netsniff-ng procps iptables)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
