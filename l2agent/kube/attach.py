@@ -1,0 +1,142 @@
+"""Feeds a running `Speaker` from Kubernetes: snapshots in, ServiceL2Status and Events out.
+
+`attach_kube_source(speaker, args)` is what `l2agent speaker --kubeconfig ...` calls. Each
+snapshot from the `KubeSource` is handed to `speaker.set_state` on the event loop (the
+speaker replans at once). A snapshot whose IPAddressPools or L2Advertisements are invalid is
+rejected and the last good one stays in force (MetalLB's speaker does the same, so an
+overlapping pool never withdraws a running VIP); a bad Service only drops that Service.
+After every plan the set of Services this node announces is mirrored into ServiceL2Status
+objects, with a `nodeAssigned` Event for each newly won Service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any, Protocol
+
+from l2agent.kube.convert import new_api_client
+from l2agent.kube.source import KubeSource, SourceConfig
+from l2agent.model.crds import InterfaceSelection
+from l2agent.model.snapshot import BuildResult, ClusterState
+from l2agent.plan import Plan
+
+__all__ = ["PLAN_CHECK_INTERVAL", "KubeSpeakerLink", "attach_kube_source", "owned_services"]
+
+log = logging.getLogger(__name__)
+
+PLAN_CHECK_INTERVAL = 0.5
+"""Seconds between looks at the speaker's plan (membership changes replan without us)."""
+_CONFIG_ERROR_PREFIXES = ("IPAddressPool ", "L2Advertisement ")
+
+
+class _SpeakerLike(Protocol):
+    plan: Plan | None
+    metrics: Any
+
+    def set_state(self, state: ClusterState) -> None: ...
+
+
+def owned_services(plan: Plan | None, node: str) -> dict[str, InterfaceSelection]:
+    """Service key -> interfaces, for the Services `node` announces in `plan`."""
+    if plan is None:
+        return {}
+    out: dict[str, InterfaceSelection] = {}
+    for svc in plan.services:
+        if svc.owner == node and svc.interfaces is not None:
+            out[svc.key] = InterfaceSelection(svc.interfaces.all, frozenset(svc.interfaces.names))
+    return out
+
+
+class KubeSpeakerLink:
+    """The loop-side half: applies snapshots and mirrors the plan back to the cluster."""
+
+    def __init__(self, speaker: _SpeakerLike, source: KubeSource, node: str) -> None:
+        self.speaker = speaker
+        self.source = source
+        self.node = node
+        self._last_plan: Plan | None = None
+        self._announced: set[str] = set()
+        self.accepted = 0
+        self.rejected = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def on_snapshot(self, result: BuildResult) -> None:
+        """Runs on the event loop."""
+        for msg in result.unsupported:
+            log.warning("not supported yet, ignored: %s", msg)
+        config_errors = [e for e in result.errors if e.startswith(_CONFIG_ERROR_PREFIXES)]
+        if config_errors:
+            self.rejected += 1
+            for msg in config_errors:
+                log.error("config rejected, keeping the last good one: %s", msg)
+            self._metric("config_rejected")
+            return
+        for msg in result.errors:
+            log.warning("ignored invalid object: %s", msg)
+        self.accepted += 1
+        self._metric("config_reloaded")
+        self.speaker.set_state(result.state)
+        self.check_plan()
+
+    def check_plan(self) -> None:
+        """Report what this node announces, if the plan changed since the last look."""
+        current = self.speaker.plan
+        if current is self._last_plan:
+            return
+        self._last_plan = current
+        owned = owned_services(current, self.node)
+        self.source.report_announcements(owned)
+        for key in sorted(set(owned) - self._announced):
+            self.source.node_assigned(key)
+        self._announced = set(owned)
+
+    async def watch_plan(self, interval: float = PLAN_CHECK_INTERVAL) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.check_plan()
+            except Exception:
+                log.exception("could not report announcements")
+
+    def _metric(self, name: str) -> None:
+        metrics = getattr(self.speaker, "metrics", None)
+        fn = getattr(metrics, name, None)
+        if fn is not None:
+            fn()
+
+
+async def attach_kube_source(
+    speaker: Any,
+    args: Any,
+    *,
+    config: SourceConfig | None = None,
+    host: str | None = None,
+) -> KubeSpeakerLink:
+    """Start watching the cluster for `speaker`. Reads `args.kubeconfig` ('-': in-cluster),
+    `args.namespace`, `args.node_name`; the pod's name and uid (for ServiceL2Status owner
+    references) from $POD_NAME / $POD_UID. `host` points at an API server directly (tests).
+    The watch threads are daemons; the returned link's `source.stop()` ends them."""
+    loop = asyncio.get_running_loop()
+    api = new_api_client(getattr(args, "kubeconfig", None), host=host)
+    node = str(args.node_name)
+    holder: dict[str, KubeSpeakerLink] = {}
+
+    def from_thread(result: BuildResult) -> None:
+        loop.call_soon_threadsafe(holder["link"].on_snapshot, result)
+
+    source = KubeSource(
+        api,
+        namespace=args.namespace,
+        node_name=node,
+        on_snapshot=from_thread,
+        pod_name=os.environ.get("POD_NAME"),
+        pod_uid=os.environ.get("POD_UID"),
+        config=config,
+    )
+    link = KubeSpeakerLink(speaker, source, node)
+    holder["link"] = link
+    source.start()
+    link.task = loop.create_task(link.watch_plan())
+    return link
