@@ -100,7 +100,9 @@ class WatchConfig:
     """Timings of one watcher."""
 
     watch_timeout: int = 300
-    """Seconds the server keeps one watch open (timeoutSeconds); then we resume."""
+    """Shortest time, seconds, the server keeps one watch open (timeoutSeconds); then we
+    resume. Each watch asks for a random value in [watch_timeout, 2 * watch_timeout), as
+    client-go does, so a fleet of speakers does not reconnect in step."""
     read_slack: float = 30.0
     """Extra seconds beyond watch_timeout before a silent connection counts as dead."""
     connect_timeout: float = 5.0
@@ -278,12 +280,13 @@ class Watcher:
 
     def _watch(self) -> Iterator[Delta]:
         cfg = self.config
+        timeout = int(cfg.watch_timeout * (1.0 + self._backoff.rng.random()))
         resp = self._call(
             watch=True,
             allow_watch_bookmarks=True,
             resource_version=self.resource_version or None,
-            timeout_seconds=cfg.watch_timeout,
-            _request_timeout=(cfg.connect_timeout, cfg.watch_timeout + cfg.read_slack),
+            timeout_seconds=timeout,
+            _request_timeout=(cfg.connect_timeout, timeout + cfg.read_slack),
         )
         with self._lock:
             self._response = resp

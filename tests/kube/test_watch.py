@@ -47,6 +47,7 @@ def test_list_then_watch_from_the_list_version(apiserver: Any, pump: Pump) -> No
     (watch,) = apiserver.requests_for("GET", "/api/v1/services")[1:]
     assert watch.query["resourceVersion"] == str(apiserver.resource_version)
     assert watch.query["allowWatchBookmarks"] == "true"
+    assert 30 <= int(watch.query["timeoutSeconds"]) < 60  # jittered, as client-go does
     apiserver.put(svc("c"))
     apiserver.put(svc("a", clusterIP="10.0.0.1"))
     apiserver.remove("Service", "other", "b")
