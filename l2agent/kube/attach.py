@@ -34,6 +34,7 @@ _CONFIG_ERROR_PREFIXES = ("IPAddressPool ", "L2Advertisement ")
 class _SpeakerLike(Protocol):
     plan: Plan | None
     metrics: Any
+    dataplane: Any
 
     def set_state(self, state: ClusterState) -> None: ...
 
@@ -91,6 +92,24 @@ class KubeSpeakerLink:
         for key in sorted(set(owned) - self._announced):
             self.source.node_assigned(key)
         self._announced = set(owned)
+        self._check_interfaces(current, owned)
+
+    def _check_interfaces(self, plan: Plan | None, owned: dict[str, InterfaceSelection]) -> None:
+        """MetalLB's announceFailed: none of the requested interfaces exists on this node."""
+        dataplane = getattr(self.speaker, "dataplane", None)
+        if plan is None or dataplane is None:
+            return
+        for svc in plan.services:
+            sel = owned.get(svc.key)
+            if sel is None or sel.all or not sel.names:
+                continue
+            for ip in svc.ips:
+                if dataplane.missing_interfaces(ip) >= sel.names:
+                    self.source.announce_failed(
+                        svc.key,
+                        f'the interfaces specified by LB IP "{ip}" doesn\'t exist in assigned '
+                        f'node "{self.node}" with protocol "layer2"',
+                    )
 
     async def watch_plan(self, interval: float = PLAN_CHECK_INTERVAL) -> None:
         while True:

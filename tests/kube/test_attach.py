@@ -28,8 +28,9 @@ CFG = SourceConfig(
 class StubDataPlane:
     """Records what the speaker asks the data plane to announce."""
 
-    def __init__(self) -> None:
+    def __init__(self, missing: frozenset[str] = frozenset()) -> None:
         self.history: list[dict[Any, Any]] = []
+        self.missing = missing
 
     def apply(self, announcements: Mapping[Any, Any]) -> None:
         self.history.append(dict(announcements))
@@ -39,7 +40,7 @@ class StubDataPlane:
         return self.history[-1] if self.history else {}
 
     def missing_interfaces(self, ip: Any) -> frozenset[str]:
-        return frozenset()
+        return self.missing
 
     def interfaces_for(self, ip: Any) -> tuple[str, ...]:
         return ()
@@ -175,6 +176,50 @@ def test_bad_pool_never_withdraws(apiserver: Any) -> None:
             )
             await until(lambda: link.rejected >= 1, "rejection")
             assert VIP in dp.current
+        finally:
+            if link.task is not None:
+                link.task.cancel()
+            await asyncio.get_running_loop().run_in_executor(None, link.source.stop)
+
+    asyncio.run(main())
+
+
+def test_announce_failed_when_no_requested_interface_exists(apiserver: Any) -> None:
+    seed(apiserver)
+    apiserver.put(
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "L2Advertisement",
+            "metadata": {"name": "l2", "namespace": NS},
+            "spec": {"ipAddressPools": ["pool"], "interfaces": ["eth9"]},
+        }
+    )
+
+    async def main() -> None:
+        dp = StubDataPlane(missing=frozenset({"eth9"}))
+        speaker = Speaker(
+            SpeakerOptions(node="node-1", static_inputs=False, metrics_addr=None),
+            StaticMembership(),
+            registry=CollectorRegistry(),
+            dataplane=dp,  # type: ignore[arg-type]
+        )
+        args = SimpleNamespace(kubeconfig=None, namespace=NS, node_name="node-1")
+        link = await attach_kube_source(speaker, args, config=CFG, host=apiserver.url)
+        try:
+            (ev,) = await until(
+                lambda: [e for e in apiserver.items("Event") if e["reason"] == "announceFailed"],
+                "announceFailed",
+            )
+            assert ev["type"] == "Warning"
+            assert ev["message"] == (
+                'the interfaces specified by LB IP "192.0.2.4" doesn\'t exist in assigned node '
+                '"node-1" with protocol "layer2"'
+            )
+            (st,) = await until(
+                lambda: [o for o in apiserver.items("ServiceL2Status") if o.get("status")],
+                "ServiceL2Status",
+            )
+            assert st["status"]["interfaces"] == [{"name": "eth9"}]
         finally:
             if link.task is not None:
                 link.task.cancel()
