@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import random
 
-from gossip.codec import decode_message, encode_message, encode_stream_message
+from gossip.codec import (
+    decode_message,
+    encode_message,
+    encode_push_node_state,
+    encode_stream_message,
+    pack_map,
+)
 from gossip.config import GossipConfig
 from gossip.errors import MalformedMessage
 from gossip.framing import (
@@ -26,7 +32,7 @@ from gossip.framing import (
     split_payload,
 )
 from gossip.keyring import EncryptionVersion, Keyring
-from gossip.messages import Message, MessageType
+from gossip.messages import Message, MessageType, NodeState, PushNodeState
 
 __all__ = ["CodecCache", "StreamMessage", "Wire", "decode_packet_message"]
 
@@ -34,6 +40,16 @@ __all__ = ["CodecCache", "StreamMessage", "Wire", "decode_packet_message"]
 def decode_packet_message(part: bytes) -> Message:
     """One plain message of a packet (after unwrapping)."""
     return decode_message(part)
+
+
+StateKey = tuple[str, bytes, int, bytes, int, NodeState, bytes]
+"""A member table entry as a push/pull carries it: name, addr, port, meta, inc, state, vsn."""
+
+
+def encode_state(key: StateKey) -> bytes:
+    """One msgpack pushNodeState."""
+    name, addr, port, meta, inc, state, vsn = key
+    return encode_push_node_state(PushNodeState(name, addr, port, meta, inc, state, vsn))
 
 
 _GOSSIP_TYPES = frozenset((MessageType.ALIVE, MessageType.SUSPECT, MessageType.DEAD))
@@ -47,12 +63,13 @@ class CodecCache:
     times; values are immutable, so sharing them is safe. Bounded: cleared when full.
     """
 
-    __slots__ = ("_dec", "_enc", "max_entries")
+    __slots__ = ("_dec", "_enc", "_states", "max_entries")
 
     def __init__(self, max_entries: int = 200_000) -> None:
         self.max_entries = max_entries
         self._dec: dict[bytes, Message] = {}
         self._enc: dict[Message, bytes] = {}
+        self._states: dict[StateKey, bytes] = {}
 
     def decode(self, part: bytes) -> Message:
         if part[:1] and part[0] in _GOSSIP_TYPES:
@@ -64,6 +81,16 @@ class CodecCache:
                 self._dec[part] = msg
             return msg
         return decode_message(part)
+
+    def encode_state(self, key: StateKey) -> bytes:
+        """Encoded pushNodeState for (name, addr, port, meta, incarnation, state, vsn)."""
+        data = self._states.get(key)
+        if data is None:
+            data = encode_state(key)
+            if len(self._states) >= self.max_entries:
+                self._states.clear()
+            self._states[key] = data
+        return data
 
     def encode(self, msg: Message) -> bytes:
         data = self._enc.get(msg)
@@ -122,6 +149,17 @@ class Wire:
             self._random,
             dialer=dialer,
             compress=self._compress,
+        )
+
+    def encode_push_pull(
+        self, join: bool, states: list[bytes], user_state: bytes, dialer: bool
+    ) -> bytes:
+        """A push/pull from already encoded pushNodeStates (the same bytes as encoding a
+        `PushPull` value; go-msgpack 0.5 int style), so a big table is not re-encoded."""
+        header = pack_map({"Join": join, "Nodes": len(states), "UserStateLen": len(user_state)})
+        message = b"".join([bytes([MessageType.PUSH_PULL]), header, *states, user_state])
+        return seal_stream(
+            message, self.options, self._random, dialer=dialer, compress=self._compress
         )
 
     def stream_reader(self, dialer: bool) -> StreamReader:

@@ -145,6 +145,9 @@ class Engine:
             codec_cache.decode if codec_cache is not None else _wire.decode_packet_message
         )
         self._encode_gossip = codec_cache.encode if codec_cache is not None else encode_message
+        self._encode_state = (
+            codec_cache.encode_state if codec_cache is not None else _wire.encode_state
+        )
         ip, port = config.advertise
         self._addr = ipaddress.ip_address(ip).packed
         self._port = port
@@ -654,9 +657,15 @@ class Engine:
         if peers:
             self._open_push_pull(peers[0].address, join=False, now=now, batch=None)
 
-    def _local_push_pull(self, join: bool) -> PushPull:
+    def _local_push_pull(self, join: bool, dialer: bool) -> bytes:
+        """Our whole table (every state, self included) and the hook's user state."""
         user = self._hooks.local_state(join) if self._hooks is not None else b""
-        return PushPull(join=join, states=tuple(self.table.push_states()), user_state=user)
+        enc = self._encode_state
+        states = [
+            enc((e.name, e.addr, e.port, e.meta, e.incarnation, e.state, e.vsn))
+            for e in self.table.nodes
+        ]
+        return self._wire.encode_push_pull(join, states, user, dialer)
 
     def _open_push_pull(self, addr: Address, join: bool, now: float, batch: int | None) -> None:
         conn_id = self._new_conn()
@@ -666,7 +675,7 @@ class Engine:
             conn_id, _StreamKind.PUSH_PULL, addr, deadline, reader, join=join, batch=batch
         )
         self.counters.streams_out += 1
-        data = self._wire.encode_stream(self._local_push_pull(join), dialer=True)
+        data = self._local_push_pull(join, dialer=True)
         self._stream_actions.append(OpenStream(conn_id, addr, data, deadline))
 
     def _merge_push_pull(self, pp: PushPull, src: Address, now: float) -> bool:
@@ -694,7 +703,8 @@ class Engine:
     def _stream_message(self, st: _Stream, msg: Message, now: float) -> None:
         if st.kind is _StreamKind.INBOUND:
             if isinstance(msg, PushPull):
-                self._reply(st, self._local_push_pull(msg.join))
+                data = self._local_push_pull(msg.join, dialer=False)
+                self._stream_actions.append(ReplyStream(st.conn_id, data))
                 self._end_stream(st, ok=True, now=now)
                 self._merge_push_pull(msg, st.peer, now)
                 return
@@ -793,21 +803,25 @@ class Engine:
 
 
 def _verify_protocol(remote: Sequence[PushNodeState], local: Sequence[NodeEntry]) -> str:
-    """memberlist's verifyProtocol: "" if every version fits the cluster's common range."""
+    """memberlist's verifyProtocol: "" if every version fits the cluster's common range.
+
+    The range is the overlap of every *alive* entry's [min, max] (remote and local); every
+    entry's current version, in any state, must lie in it.
+    """
     maxpmin, minpmax, maxdmin, mindmax = 0, 255, 0, 255
-    vsns: list[tuple[str, bytes, bool]] = [
-        (s.name, s.vsn, s.state is NodeState.ALIVE) for s in remote
-    ]
-    vsns += [(e.name, e.vsn, e.state is NodeState.ALIVE) for e in local]
-    for _, v, alive in vsns:
-        if not alive or len(v) < 6:
-            continue
-        maxpmin, minpmax = max(maxpmin, v[0]), min(minpmax, v[1])
-        maxdmin, mindmax = max(maxdmin, v[3]), min(mindmax, v[4])
-    for name, v, _ in vsns:
-        pcur, dcur = (v[2], v[5]) if len(v) >= 6 else (0, 0)
-        if not maxpmin <= pcur <= minpmax:
-            return f"{name} protocol version {pcur} outside [{maxpmin}, {minpmax}]"
-        if not maxdmin <= dcur <= mindmax:
-            return f"{name} delegate version {dcur} outside [{maxdmin}, {mindmax}]"
+    alive = NodeState.ALIVE
+    for group in (remote, local):
+        for x in group:
+            v = x.vsn
+            if x.state is alive and len(v) >= 6:
+                maxpmin, minpmax = max(maxpmin, v[0]), min(minpmax, v[1])
+                maxdmin, mindmax = max(maxdmin, v[3]), min(mindmax, v[4])
+    for group in (remote, local):
+        for x in group:
+            v = x.vsn
+            pcur, dcur = (v[2], v[5]) if len(v) >= 6 else (0, 0)
+            if not maxpmin <= pcur <= minpmax:
+                return f"{x.name} protocol version {pcur} outside [{maxpmin}, {minpmax}]"
+            if not maxdmin <= dcur <= mindmax:
+                return f"{x.name} delegate version {dcur} outside [{maxdmin}, {mindmax}]"
     return ""

@@ -406,3 +406,39 @@ def test_random_input_never_raises_and_stays_bounded(
     assert bad == sum(eng.counters.drops.values()) - eng.counters.drops.get(
         DropReason.UNKNOWN_ACK, 0
     ) - eng.counters.drops.get(DropReason.UNKNOWN_STREAM, 0)
+
+
+def test_push_pull_from_cached_states_is_byte_identical_to_the_codec() -> None:
+    from gossip._wire import CodecCache, Wire, encode_state
+    from gossip.codec import encode_stream_message
+    from gossip.framing import seal_stream
+    from gossip.messages import PushNodeState, PushPull
+
+    cfg = lan("a", bind_addr="192.0.2.1", enable_compression=False)
+    wire = Wire(cfg, None, random.Random(0))
+    states = [
+        PushNodeState(f"n{i}", bytes([192, 0, 2, i + 1]), 7946 + i * 100, b"m" * i, i, s)
+        for i, s in enumerate(NodeState)
+    ]
+    cache = CodecCache()
+    keys = [(s.name, s.addr, s.port, s.meta, s.incarnation, s.state, s.vsn) for s in states]
+    for key in keys:
+        assert cache.encode_state(key) == encode_state(key)
+    ours = wire.encode_push_pull(True, [cache.encode_state(k) for k in keys], b"user", False)
+    ref = encode_stream_message(PushPull(join=True, states=tuple(states), user_state=b"user"))
+    assert ours == seal_stream(
+        ref, wire.options, random.Random(0).randbytes, dialer=False, compress=False
+    )
+
+
+def test_incompatible_versions_refuse_the_push_pull() -> None:
+    c = Cluster(2, protocol_version=1, delegate_protocol_version=3, delegate_protocol_max=3)
+    ok = Cluster(1)
+    # a peer whose delegate version 3 is outside our range [0, 0]
+    ok.engines.append(c.engines[1])
+    ok.addrs.append(c.addrs[1])
+    ok.events.append([])
+    ok.engines[1].join([ok.addrs[0]], 0.0)
+    ok.pump()
+    assert ok.engines[0].counters.drops.get(DropReason.INCOMPATIBLE_VERSION, 0) >= 1
+    assert ok.engines[0].member("n1") is None
