@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from l2agent.kube.convert import new_api_client
@@ -22,13 +23,22 @@ from l2agent.model.crds import InterfaceSelection
 from l2agent.model.snapshot import BuildResult, ClusterState
 from l2agent.plan import Plan
 
-__all__ = ["PLAN_CHECK_INTERVAL", "KubeSpeakerLink", "attach_kube_source", "owned_services"]
+__all__ = [
+    "GOSSIP_PORT",
+    "PLAN_CHECK_INTERVAL",
+    "KubeSpeakerLink",
+    "attach_kube_source",
+    "gossip_port",
+    "owned_services",
+    "peer_addresses",
+]
 
 log = logging.getLogger(__name__)
 
 PLAN_CHECK_INTERVAL = 0.5
 """Seconds between looks at the speaker's plan (membership changes replan without us)."""
 _CONFIG_ERROR_PREFIXES = ("IPAddressPool ", "L2Advertisement ")
+GOSSIP_PORT = 7946
 
 
 class _SpeakerLike(Protocol):
@@ -37,6 +47,36 @@ class _SpeakerLike(Protocol):
     dataplane: Any
 
     def set_state(self, state: ClusterState) -> None: ...
+
+
+def peer_addresses(
+    nodes: Iterable[Mapping[str, Any]], me: str, port: int = GOSSIP_PORT
+) -> list[tuple[str, int]]:
+    """Gossip peers from the Node objects: each other node's first InternalIP (speakers
+    run on the host network, so that is where their memberlist listens). Sorted."""
+    out = []
+    for node in nodes:
+        name = (node.get("metadata") or {}).get("name")
+        if not name or name == me:
+            continue
+        addresses = (node.get("status") or {}).get("addresses") or []
+        ip = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
+        if ip:
+            out.append((str(ip), port))
+    return sorted(out)
+
+
+def gossip_port(bind_addr: str | None) -> int:
+    """The port of `--bind-addr` (IP, IP:PORT or [v6]:PORT); 7946 when none is given."""
+    if not bind_addr:
+        return GOSSIP_PORT
+    if bind_addr.startswith("["):
+        _, _, rest = bind_addr.partition("]")
+        return int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else GOSSIP_PORT
+    if bind_addr.count(":") == 1:
+        port = bind_addr.rsplit(":", 1)[1]
+        return int(port) if port.isdigit() else GOSSIP_PORT
+    return GOSSIP_PORT
 
 
 def owned_services(plan: Plan | None, node: str) -> dict[str, InterfaceSelection]:
@@ -53,10 +93,14 @@ def owned_services(plan: Plan | None, node: str) -> dict[str, InterfaceSelection
 class KubeSpeakerLink:
     """The loop-side half: applies snapshots and mirrors the plan back to the cluster."""
 
-    def __init__(self, speaker: _SpeakerLike, source: KubeSource, node: str) -> None:
+    def __init__(
+        self, speaker: _SpeakerLike, source: KubeSource, node: str, gossip_port: int = GOSSIP_PORT
+    ) -> None:
         self.speaker = speaker
         self.source = source
         self.node = node
+        self.gossip_port = gossip_port
+        self.peers: list[tuple[str, int]] = []
         self._last_plan: Plan | None = None
         self._announced: set[str] = set()
         self.accepted = 0
@@ -78,8 +122,22 @@ class KubeSpeakerLink:
             log.warning("ignored invalid object: %s", msg)
         self.accepted += 1
         self._metric("config_reloaded")
+        self._update_peers()
         self.speaker.set_state(result.state)
         self.check_plan()
+
+    def _update_peers(self) -> None:
+        """Hand the Node-derived peer list to the membership, if it takes one
+        (`set_peers(addresses)`); MetalLB finds its peers from the speaker pods instead,
+        which would need RBAC on Pods."""
+        nodes = self.source.watched.objects("nodes")
+        peers = peer_addresses(nodes, self.node, self.gossip_port)
+        if peers == self.peers:
+            return
+        self.peers = peers
+        set_peers = getattr(getattr(self.speaker, "membership", None), "set_peers", None)
+        if set_peers is not None:
+            set_peers(peers)
 
     def check_plan(self) -> None:
         """Report what this node announces, if the plan changed since the last look."""
@@ -154,7 +212,7 @@ async def attach_kube_source(
         pod_uid=os.environ.get("POD_UID"),
         config=config,
     )
-    link = KubeSpeakerLink(speaker, source, node)
+    link = KubeSpeakerLink(speaker, source, node, gossip_port(getattr(args, "bind_addr", None)))
     holder["link"] = link
     source.start()
     link.task = loop.create_task(link.watch_plan())

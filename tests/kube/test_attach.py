@@ -226,3 +226,68 @@ def test_announce_failed_when_no_requested_interface_exists(apiserver: Any) -> N
             await asyncio.get_running_loop().run_in_executor(None, link.source.stop)
 
     asyncio.run(main())
+
+
+def test_peer_addresses_and_gossip_port() -> None:
+    from l2agent.kube.attach import gossip_port, peer_addresses
+
+    def node(name: str, *addrs: tuple[str, str]) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name},
+            "status": {"addresses": [{"type": t, "address": a} for t, a in addrs]},
+        }
+
+    nodes = [
+        node("node-2", ("Hostname", "node-2"), ("InternalIP", "192.0.2.12")),
+        node("node-1", ("InternalIP", "192.0.2.11")),
+        node("node-3", ("ExternalIP", "203.0.113.3")),  # no InternalIP: cannot gossip to it
+        node("node-4", ("InternalIP", "2001:db8::4"), ("InternalIP", "192.0.2.14")),
+    ]
+    assert peer_addresses(nodes, "node-1", 7946) == [
+        ("192.0.2.12", 7946),
+        ("2001:db8::4", 7946),
+    ]
+    assert [
+        gossip_port(a)
+        for a in (None, "192.0.2.1", "192.0.2.1:7000", "[2001:db8::1]:7001", "2001:db8::1")
+    ] == [7946, 7946, 7000, 7001, 7946]
+
+
+def test_peers_go_to_a_membership_that_takes_them(apiserver: Any) -> None:
+    seed(apiserver)
+    apiserver.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "node-2", "labels": {}},
+            "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.12"}]},
+        }
+    )
+
+    class PeerMembership(StaticMembership):
+        def __init__(self) -> None:
+            self.peers: list[Any] = []
+
+        def set_peers(self, peers: list[Any]) -> None:
+            self.peers = list(peers)
+
+    async def main() -> list[Any]:
+        membership = PeerMembership()
+        speaker = Speaker(
+            SpeakerOptions(node="node-1", static_inputs=False, metrics_addr=None),
+            membership,
+            registry=CollectorRegistry(),
+            dataplane=StubDataPlane(),  # type: ignore[arg-type]
+        )
+        args = SimpleNamespace(
+            kubeconfig=None, namespace=NS, node_name="node-1", bind_addr="192.0.2.11:7950"
+        )
+        link = await attach_kube_source(speaker, args, config=CFG, host=apiserver.url)
+        try:
+            return list(await until(lambda: membership.peers, "peers"))
+        finally:
+            if link.task is not None:
+                link.task.cancel()
+            await asyncio.get_running_loop().run_in_executor(None, link.source.stop)
+
+    assert asyncio.run(main()) == [("192.0.2.12", 7950)]
