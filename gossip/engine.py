@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 _COMPOUND_OVERHEAD = 2
 """Bytes charged per part of a compound (its u16 length), and the compound header itself."""
 _MAX_PINNED = 16
+_MAX_RELAYS = 1024
+"""Pending indirect pings we relay at once; more are dropped (bounds memory and fan-out)."""
 
 
 @dataclass(slots=True)
@@ -455,6 +457,9 @@ class Engine:
         self._send_piggyback(to, encode_message(AckResp(ping.seq_no)), entry)
 
     def _on_indirect(self, ind: IndirectPingReq, src: Address, now: float) -> None:
+        if len(self._tracker.relays) >= _MAX_RELAYS:
+            self._drop(DropReason.HANDOFF_FULL, "too many pending relays", src, now)
+            return
         requester = self._reply_addr(ind.source_addr, ind.source_port, src)
         relay = self._tracker.relay(
             requester, ind.seq_no, ind.nack, now + self.config.probe_timeout
