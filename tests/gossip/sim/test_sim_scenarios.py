@@ -111,3 +111,23 @@ def test_same_seed_same_trace_byte_for_byte() -> None:
     first, again, other = run_trace(99), run_trace(99), run_trace(100)
     assert first == again, "seed=99 replayed differently"
     assert first != other
+
+
+def test_member_wrongly_declared_dead_refutes_and_rejoins() -> None:
+    # The fast preset declares a member frozen for 150 ms dead; once it runs again it hears
+    # so (dead members are still gossiped to) and refutes with a higher incarnation.
+    seed, n = 7, 5
+    c = joined(n, seed, FAST)
+    c.run_for(0.5)
+    name = c.nodes[2].name
+    inc = c.nodes[2].engine.local_member().incarnation
+    schedule(c, [Pause(at=c.now + 0.1, node=2, duration=0.15)])
+    c.run_for(0.3)
+    assert c.observer.false_failures(set()), f"seed={seed}: expected a false failure"
+    t = c.run_until(lambda: converged(c, n), 5.0, check_every=0.01)
+    assert t is not None, f"seed={seed}: {name} did not come back"
+    assert c.nodes[2].engine.local_member().incarnation > inc, f"seed={seed}"
+    rejoined = [
+        line for line in c.observer.trace if f"MemberJoined {name}" in line and "n0000" in line
+    ]
+    assert len(rejoined) >= 2, f"seed={seed}"
