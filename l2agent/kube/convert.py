@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from kubernetes.client.models import CoreV1Event, V1Lease
+from kubernetes.client.models import CoreV1Event
 
 __all__ = [
     "ApiFailure",
@@ -26,7 +26,6 @@ __all__ = [
     "call_json",
     "event_model",
     "format_micro_time",
-    "lease_model",
     "new_api_client",
     "parse_time",
     "response_json",
@@ -66,14 +65,6 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         resp.read()  # drain the body, or the kept-alive connection is poisoned
     finally:
         resp.release_conn()
-
-
-def lease_model(body: dict[str, Any]) -> V1Lease:
-    """A plain Lease dict as the client's model (what the typed create/replace accept)."""
-    model = V1Lease.from_dict(body)
-    if model is None:
-        raise ValueError("not a Lease")
-    return model
 
 
 def event_model(body: dict[str, Any]) -> CoreV1Event:

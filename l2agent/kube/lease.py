@@ -26,7 +26,6 @@ from l2agent.kube.convert import (
     api_failure,
     call_json,
     format_micro_time,
-    lease_model,
     parse_time,
 )
 
@@ -170,7 +169,7 @@ class LeaseElector:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.coordination = client.CoordinationV1Api(api)
+        self.objects = client.CustomObjectsApi(api)
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -313,9 +312,22 @@ class LeaseElector:
             except Exception:
                 log.exception("leadership callback failed")
 
+    # The Lease goes through the generic object API on purpose: the body is sent as written,
+    # so renewTime keeps Kubernetes' MicroTime layout (always six fraction digits, "Z"). The
+    # typed model would re-serialize it with isoformat(), which drops a zero fraction, and
+    # the API server's MicroTime parser rejects a time without one.
+    _GROUP, _VERSION, _PLURAL = "coordination.k8s.io", "v1", "leases"
+
     def _read(self) -> LeaseRecord | None:
         try:
-            body = call_json(self.coordination.read_namespaced_lease, self.name, self.namespace)
+            body = call_json(
+                self.objects.get_namespaced_custom_object,
+                self._GROUP,
+                self._VERSION,
+                self.namespace,
+                self._PLURAL,
+                self.name,
+            )
         except Exception as exc:
             if api_failure(exc).not_found:
                 return None
@@ -331,14 +343,22 @@ class LeaseElector:
         }
         if action is LeaseAction.CREATE:
             written = call_json(
-                self.coordination.create_namespaced_lease, self.namespace, lease_model(body)
+                self.objects.create_namespaced_custom_object,
+                self._GROUP,
+                self._VERSION,
+                self.namespace,
+                self._PLURAL,
+                body,
             )
         else:
             body["metadata"]["resourceVersion"] = rec.resource_version
             written = call_json(
-                self.coordination.replace_namespaced_lease,
-                self.name,
+                self.objects.replace_namespaced_custom_object,
+                self._GROUP,
+                self._VERSION,
                 self.namespace,
-                lease_model(body),
+                self._PLURAL,
+                self.name,
+                body,
             )
         return LeaseRecord.from_lease(written)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -118,8 +119,8 @@ def test_two_replicas_one_leader_then_takeover_after_expiry(
     lease = apiserver.get("Lease", "metallb-system", "l2agent-controller")
     assert lease["spec"]["holderIdentity"] == "pod-a"
     assert lease["spec"]["leaseDurationSeconds"] == 15
-    renewed = datetime.fromisoformat(lease["spec"]["renewTime"].replace("Z", "+00:00"))
-    assert renewed.utcoffset() == timedelta(0)  # MicroTime, in UTC
+    # Kubernetes' MicroTime layout exactly: RFC 3339, six fraction digits, UTC as "Z".
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", lease["spec"]["renewTime"])
     assert b.holder == "pod-a"
     # a renews while b watches; b never takes over a live lease
     for _ in range(10):
@@ -217,3 +218,15 @@ def test_run_loop_acquires_and_releases_on_stop(
         t.join(10)
     spec = apiserver.get("Lease", "metallb-system", "l")["spec"]
     assert not spec.get("holderIdentity")
+
+
+def test_micro_time_always_has_six_fraction_digits() -> None:
+    from l2agent.kube.convert import format_micro_time, parse_time
+
+    t = datetime(2026, 1, 1, tzinfo=UTC)  # a zero fraction that isoformat() would drop
+    assert format_micro_time(t) == "2026-01-01T00:00:00.000000Z"
+    assert parse_time(format_micro_time(t)) == t
+    cet = timezone(timedelta(hours=1))
+    assert format_micro_time(datetime(2026, 1, 1, 1, 0, 0, 5, tzinfo=cet)) == (
+        "2026-01-01T00:00:00.000005Z"
+    )
