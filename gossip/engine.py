@@ -474,10 +474,9 @@ class Engine:
             self.counters.drop(DropReason.UNKNOWN_ACK)
         elif isinstance(done, Relay):
             self._send_piggyback(done.requester, encode_message(AckResp(done.their_seq)), None)
-        elif done.phase is ProbePhase.DIRECT:
-            self.awareness.apply_delta(-1)
-            self._close_tcp_ping(done)
         else:
+            # any success of a probe whose ping went out improves our health (memberlist)
+            self.awareness.apply_delta(-1)
             self._close_tcp_ping(done)
 
     def _relay_timeout(self, relay: Relay) -> None:
@@ -568,6 +567,7 @@ class Engine:
         self._close_tcp_ping(probe)
         if probe.tcp_ok:
             log.warning("%s: %s answered TCP ping but not UDP", self._name, probe.target)
+            self.awareness.apply_delta(-1)
             return
         self.counters.probe_failures += 1
         if probe.expected_nacks > 0:
