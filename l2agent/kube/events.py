@@ -56,9 +56,8 @@ class Reason(enum.Enum):
     # speaker
     NODE_ASSIGNED = "nodeAssigned"
     ANNOUNCE_FAILED = "announceFailed"
-    # both: an object of ours that cannot be used (bad IPAddressPool / L2Advertisement)
+    # an object of ours that cannot be used (bad IPAddressPool / L2Advertisement)
     INVALID_CONFIG = "InvalidConfig"
-    UNSUPPORTED_CONFIG = "UnsupportedConfig"
 
 
 @dataclass(frozen=True, slots=True)
