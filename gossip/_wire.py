@@ -8,7 +8,7 @@ engine's random source (for nonces).
 
 from __future__ import annotations
 
-import random
+from typing import TYPE_CHECKING
 
 from gossip.codec import (
     decode_message,
@@ -33,6 +33,9 @@ from gossip.framing import (
 )
 from gossip.keyring import EncryptionVersion, Keyring
 from gossip.messages import Message, MessageType, NodeState, PushNodeState
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = ["CodecCache", "StreamMessage", "Wire", "decode_packet_message"]
 

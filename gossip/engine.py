@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import random
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from gossip import _wire
 from gossip.actions import Address, CloseStream, OpenStream, ReplyStream, SendPacket, StreamAction
@@ -65,6 +65,9 @@ from gossip.messages import (
 )
 from gossip.probe import Probe, ProbePhase, ProbeTracker, Relay
 from gossip.scaling import k_random_members, push_pull_scale
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = ["Engine", "EngineCounters"]
 

@@ -14,14 +14,17 @@ engine should emit. Suspicion timers live here as deadlines (`gossip.suspicion`)
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from gossip.events import Member
 from gossip.messages import Alive, Dead, NodeState, PushNodeState, Suspect, addr_from_bytes
 from gossip.scaling import suspicion_timeout
 from gossip.suspicion import Suspicion
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = ["Change", "ChangeKind", "MemberTable", "NodeEntry", "SuspicionParams"]
 

@@ -7,9 +7,11 @@ values match memberlist's own table tests exactly.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = [
     "k_random_members",
