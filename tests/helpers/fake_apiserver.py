@@ -323,6 +323,78 @@ def _parse_path(path: str) -> _Route:
     return _Route(plural, ns, name, sub)
 
 
+def _discovery(path: str) -> dict[str, Any] | None:
+    """Legacy (unaggregated) discovery, enough for kubectl and client-go to find resources."""
+    groups: dict[str, set[str]] = {}
+    for group, version, *_ in RESOURCES.values():
+        groups.setdefault(group, set()).add(version)
+    if path == "/version":
+        return {
+            "major": "1",
+            "minor": "30",
+            "gitVersion": "v1.30.0-fake",
+            "platform": "linux/amd64",
+        }
+    if path == "/api":
+        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+    if path == "/apis":
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [
+                {
+                    "name": g,
+                    "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs)],
+                    "preferredVersion": {
+                        "groupVersion": f"{g}/{max(vs)}",
+                        "version": max(vs),
+                    },
+                }
+                for g, vs in sorted(groups.items())
+                if g
+            ],
+        }
+    parts = path.strip("/").split("/")
+    if parts[:1] == ["api"] and len(parts) == 2:
+        group, version = "", parts[1]
+    elif parts[:1] == ["apis"] and len(parts) == 3:
+        group, version = parts[1], parts[2]
+    else:
+        return None
+    resources: list[dict[str, Any]] = []
+    for plural, (g, v, kind, namespaced, status) in RESOURCES.items():
+        if (g, v) != (group, version):
+            continue
+        verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+        resources.append(
+            {
+                "name": plural,
+                "singularName": kind.lower(),
+                "namespaced": namespaced,
+                "kind": kind,
+                "verbs": verbs,
+            }
+        )
+        if status:
+            resources.append(
+                {
+                    "name": f"{plural}/status",
+                    "singularName": "",
+                    "namespaced": namespaced,
+                    "kind": kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
+    if not resources:
+        return None
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/{version}" if group else version,
+        "resources": resources,
+    }
+
+
 def _parse_selector(text: str) -> dict[str, str]:
     out = {}
     for term in filter(None, (t.strip() for t in text.split(","))):
@@ -407,6 +479,10 @@ def _make_handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             if injected is not None:
                 reason = _REASONS.get(injected, "Unknown")
                 self._send(injected, _status(injected, reason, f"injected {injected}"))
+                return
+            discovery = _discovery(split.path.rstrip("/")) if method == "GET" else None
+            if discovery is not None:
+                self._send(200, discovery)
                 return
             try:
                 route = _parse_path(split.path)
