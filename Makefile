@@ -24,6 +24,7 @@ demo: deps venv
 	$(BIN)/l2agent lab demo
 
 bench: deps venv
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench
 
 soak: deps venv
