@@ -22,12 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from gossip.config import fast, lan
+from gossip.engine import Engine
 from gossip.messages import NodeState
 from gossip.sim import LinkSpec, SimCluster
 
 PRESETS = {"lan": lan, "fast": fast}
 # (warm-up, load window, detection limit) in virtual seconds
 TIMING = {"lan": (5.0, 20.0, 90.0), "fast": (0.5, 2.0, 3.0)}
+
+
+def _bytes_out(engine: Engine) -> int:
+    """UDP and TCP bytes sent (push/pull streams included)."""
+    return engine.counters.bytes_out + engine.counters.stream_bytes_out
 
 
 def measure(preset: str, n: int, crashes: int, seed: int) -> dict[str, Any]:
@@ -39,13 +45,13 @@ def measure(preset: str, n: int, crashes: int, seed: int) -> dict[str, Any]:
     c.prefill()
     warm, window, limit = TIMING[preset]
     c.run_for(warm)
-    before = [(x.engine.counters.packets_out, x.engine.counters.bytes_out) for x in c.nodes]
+    before = [(x.engine.counters.packets_out, _bytes_out(x.engine)) for x in c.nodes]
     cpu = time.process_time()
     c.run_for(window)
     cpu = time.process_time() - cpu
     sent = sum(x.engine.counters.packets_out - b[0] for x, b in zip(c.nodes, before, strict=True))
     sent_bytes = sum(
-        x.engine.counters.bytes_out - b[1] for x, b in zip(c.nodes, before, strict=True)
+        _bytes_out(x.engine) - b[1] for x, b in zip(c.nodes, before, strict=True)
     )
     rng = random.Random(seed)
     detections: list[dict[str, float]] = []

@@ -91,6 +91,8 @@ class EngineCounters:
     messages_in: int = 0
     streams_in: int = 0
     streams_out: int = 0
+    stream_bytes_in: int = 0
+    stream_bytes_out: int = 0
     probes: int = 0
     probe_failures: int = 0
     drops: dict[DropReason, int] = field(default_factory=dict)
@@ -204,6 +206,9 @@ class Engine:
     def streams_to_open(self) -> list[StreamAction]:
         """Stream actions (open, reply, close) to execute in order; drained."""
         out, self._stream_actions = self._stream_actions, []
+        for act in out:
+            if not isinstance(act, CloseStream):
+                self.counters.stream_bytes_out += len(act.data)
         return out
 
     def next_event(self) -> Event | None:
@@ -330,6 +335,7 @@ class Engine:
     def handle_stream(self, conn_id: int, data: bytes, now: float) -> None:
         """Bytes read on a stream (`b""` = the peer closed its side)."""
         self._now = now
+        self.counters.stream_bytes_in += len(data)
         st = self._streams.get(conn_id)
         if st is None:
             self.counters.drop(DropReason.UNKNOWN_STREAM)
