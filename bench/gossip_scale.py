@@ -50,9 +50,7 @@ def measure(preset: str, n: int, crashes: int, seed: int) -> dict[str, Any]:
     c.run_for(window)
     cpu = time.process_time() - cpu
     sent = sum(x.engine.counters.packets_out - b[0] for x, b in zip(c.nodes, before, strict=True))
-    sent_bytes = sum(
-        _bytes_out(x.engine) - b[1] for x, b in zip(c.nodes, before, strict=True)
-    )
+    sent_bytes = sum(_bytes_out(x.engine) - b[1] for x, b in zip(c.nodes, before, strict=True))
     rng = random.Random(seed)
     detections: list[dict[str, float]] = []
     for _ in range(crashes):
