@@ -51,6 +51,7 @@ from l2agent.metrics import ControllerMetrics, PoolUsage
 from l2agent.model.crds import IPAddressPool, is_buggy
 from l2agent.model.snapshot import BuildResult, ClusterState, build_state
 from l2agent.model.types import IPAddress
+from l2agent.model.views import IPFamilyPolicy
 
 __all__ = [
     "CONTROLLER_RESOURCES",
@@ -167,7 +168,20 @@ def plan_writes(
             pool: str | Keep | None = KEEP
             if result.pool is not None and current_pool != result.pool:
                 pool = result.pool
-            if ingress is not KEEP or pool is not KEEP:
+            if (
+                svc.ip_family_policy is IPFamilyPolicy.PREFER_DUAL_STACK
+                and len({ip.version for ip in svc.cluster_ips}) == 2
+                and len(result.ips) == 1
+            ):
+                events.append(
+                    PlannedEvent(
+                        EventType.NORMAL,
+                        Reason.ADDITIONAL_ASSIGN_FAILED,
+                        "cannot assign additional IP in PreferDualStack: no available IPs of "
+                        f"the other family in pool {result.pool}",
+                    )
+                )
+            if ingress is not KEEP or pool is not KEEP or events:
                 out.append(ServiceWrite(svc.key, ingress, pool, tuple(events)))
             continue
         assert isinstance(result, AllocationError)

@@ -136,6 +136,27 @@ def test_type_change_clears_what_we_wrote_and_other_classes_are_not_ours() -> No
     assert (w["default/web"].ingress, w["default/web"].pool) == ((), None)
 
 
+def test_prefer_dual_stack_with_a_v4_only_pool_reports_the_missing_family() -> None:
+    dual = service(
+        "web",
+        clusterIPs=["10.96.0.10", "fd00::10"],
+        ipFamilies=["IPv4", "IPv6"],
+        ipFamilyPolicy="PreferDualStack",
+    )
+    (w,) = writes_for(P, dual).values()
+    assert w.ingress == (ip_address("192.0.2.4"),)
+    assert [e.reason for e in w.events] == [Reason.IP_ALLOCATED, Reason.ADDITIONAL_ASSIGN_FAILED]
+    settled = dual | {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.4"}]}}}
+    settled["metadata"] = settled["metadata"] | {"annotations": {ANN_ALLOCATED_FROM_POOL: "pool"}}
+    (w,) = writes_for(P, settled).values()
+    assert (w.ingress, w.pool) == (KEEP, KEEP)
+    assert [e.reason for e in w.events] == [Reason.ADDITIONAL_ASSIGN_FAILED]
+    both = pool("pool", "192.0.2.4/31", "2001:db8::/127")
+    (w,) = writes_for(both, dual).values()
+    assert w.ingress == (ip_address("192.0.2.4"), ip_address("2001:db8::"))
+    assert [e.reason for e in w.events] == [Reason.IP_ALLOCATED]
+
+
 def test_pool_usage_and_status_per_family() -> None:
     result = build_state(
         [pool("p", "192.0.2.0/24", "2001:db8::/126", avoidBuggyIPs=True), service("web")]
