@@ -45,7 +45,14 @@ from gossip.events import (
 from gossip.framing import StreamReader
 from gossip.hooks import StateHooks
 from gossip.keyring import Keyring
-from gossip.members import Change, ChangeKind, MemberTable, NodeEntry, SuspicionParams
+from gossip.members import (
+    Change,
+    ChangeKind,
+    MemberTable,
+    NodeEntry,
+    SuspicionParams,
+    verify_protocol,
+)
 from gossip.messages import (
     META_MAX_SIZE,
     AckResp,
@@ -57,7 +64,6 @@ from gossip.messages import (
     NackResp,
     NodeState,
     Ping,
-    PushNodeState,
     PushPull,
     Suspect,
     UserMsg,
@@ -693,7 +699,7 @@ class Engine:
         self._stream_actions.append(OpenStream(conn_id, addr, data, deadline))
 
     def _merge_push_pull(self, pp: PushPull, src: Address, now: float) -> bool:
-        problem = _verify_protocol(pp.states, self.table.nodes)
+        problem = verify_protocol(pp.states, self.table.nodes)
         if problem:
             self._drop(DropReason.INCOMPATIBLE_VERSION, problem, src, now)
             return False
@@ -814,28 +820,3 @@ class Engine:
         log.debug("%s: dropped input from %s: %s (%s)", self._name, src, reason.name, detail)
         if len(self._events) < 10_000:
             self._events.append(ProtocolViolation(reason, detail[:200], src, now))
-
-
-def _verify_protocol(remote: Sequence[PushNodeState], local: Sequence[NodeEntry]) -> str:
-    """memberlist's verifyProtocol: "" if every version fits the cluster's common range.
-
-    The range is the overlap of every *alive* entry's [min, max] (remote and local); every
-    entry's current version, in any state, must lie in it.
-    """
-    maxpmin, minpmax, maxdmin, mindmax = 0, 255, 0, 255
-    alive = NodeState.ALIVE
-    for group in (remote, local):
-        for x in group:
-            v = x.vsn
-            if x.state is alive and len(v) >= 6:
-                maxpmin, minpmax = max(maxpmin, v[0]), min(minpmax, v[1])
-                maxdmin, mindmax = max(maxdmin, v[3]), min(mindmax, v[4])
-    for group in (remote, local):
-        for x in group:
-            v = x.vsn
-            pcur, dcur = (v[2], v[5]) if len(v) >= 6 else (0, 0)
-            if not maxpmin <= pcur <= minpmax:
-                return f"{x.name} protocol version {pcur} outside [{maxpmin}, {minpmax}]"
-            if not maxdmin <= dcur <= mindmax:
-                return f"{x.name} delegate version {dcur} outside [{maxdmin}, {mindmax}]"
-    return ""

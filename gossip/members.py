@@ -14,6 +14,7 @@ engine should emit. Suspicion timers live here as deadlines (`gossip.suspicion`)
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
@@ -26,7 +27,14 @@ from gossip.suspicion import Suspicion
 if TYPE_CHECKING:
     import random
 
-__all__ = ["Change", "ChangeKind", "MemberTable", "NodeEntry", "SuspicionParams"]
+__all__ = [
+    "Change",
+    "ChangeKind",
+    "MemberTable",
+    "NodeEntry",
+    "SuspicionParams",
+    "verify_protocol",
+]
 
 log = logging.getLogger(__name__)
 
@@ -366,3 +374,28 @@ class MemberTable:
     def push_states(self) -> list[PushNodeState]:
         """Every entry, for a push/pull."""
         return [e.to_push_state() for e in self.nodes]
+
+
+def verify_protocol(remote: Sequence[PushNodeState], local: Sequence[NodeEntry]) -> str:
+    """memberlist's verifyProtocol: "" if every version fits the cluster's common range.
+
+    The range is the overlap of every *alive* entry's [min, max] (remote and local); every
+    entry's current version, in any state, must lie in it.
+    """
+    maxpmin, minpmax, maxdmin, mindmax = 0, 255, 0, 255
+    alive = NodeState.ALIVE
+    for group in (remote, local):
+        for x in group:
+            v = x.vsn
+            if x.state is alive and len(v) >= 6:
+                maxpmin, minpmax = max(maxpmin, v[0]), min(minpmax, v[1])
+                maxdmin, mindmax = max(maxdmin, v[3]), min(mindmax, v[4])
+    for group in (remote, local):
+        for x in group:
+            v = x.vsn
+            pcur, dcur = (v[2], v[5]) if len(v) >= 6 else (0, 0)
+            if not maxpmin <= pcur <= minpmax:
+                return f"{x.name} protocol version {pcur} outside [{maxpmin}, {minpmax}]"
+            if not maxdmin <= dcur <= mindmax:
+                return f"{x.name} delegate version {dcur} outside [{maxdmin}, {mindmax}]"
+    return ""

@@ -207,3 +207,27 @@ def test_alive_count_tracks_states() -> None:
     assert t.alive_count == 1
     t.apply_alive(Alive(2, "b", IP_B, 7946), 1.0)
     assert t.alive_count == 2
+
+
+def _ps(name: str, vsn: bytes, state: NodeState = NodeState.ALIVE) -> PushNodeState:
+    return PushNodeState(name, IP_B, 7946, b"", 1, state, vsn)
+
+
+@pytest.mark.parametrize(
+    ("remote", "ok"),
+    [
+        ([_ps("b", bytes([1, 5, 2, 0, 0, 0]))], True),
+        ([_ps("b", bytes([1, 5, 5, 0, 0, 0]))], True),
+        ([_ps("b", bytes([1, 2, 2, 0, 0, 0]))], True),  # range [1, 2]; everyone speaks 2
+        ([_ps("b", bytes([3, 5, 3, 0, 0, 0]))], False),  # range [3, 5]; we speak 2
+        ([_ps("b", bytes([1, 5, 2, 0, 1, 1]))], False),  # delegate 1 outside our [0, 0]
+        ([_ps("b", bytes([9, 9, 3, 0, 0, 0]), NodeState.DEAD)], True),  # dead: no say in range
+        ([_ps("b", bytes(6), NodeState.DEAD)], False),  # but its pcur 0 is still checked
+    ],
+)
+def test_verify_protocol(remote: list[PushNodeState], ok: bool) -> None:
+    from gossip.members import verify_protocol
+
+    t = table()
+    t.local.vsn = bytes([1, 5, 2, 0, 0, 0])
+    assert (verify_protocol(remote, t.nodes) == "") is ok
