@@ -59,6 +59,7 @@ class GossipMembership(Membership):
         self._rejoin_interval = rejoin_interval
         self.runtime: GossipRuntime | None = None
         self._ready = not self._join
+        self._waiting_since: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def live(self) -> frozenset[str] | None:
@@ -82,12 +83,23 @@ class GossipMembership(Membership):
         if self.runtime is not None:
             self.runtime.engine.set_pinned_targets(names)
 
+    def set_peers(self, peers: Sequence[Address]) -> None:
+        """Replace the join list (Kubernetes mode: the other Nodes' addresses). Until one of
+        them answers (or ``alone_after`` passes) the speaker announces nothing."""
+        self._join = tuple(peers)
+        if self._join and not self._has_peer():
+            self._ready = False
+            self._waiting_since = None
+
+    def _has_peer(self) -> bool:
+        return len(self.live() or ()) > 1
+
     async def start(self) -> None:
         self.runtime = await GossipRuntime.start(self.config, keyring=self._keyring)
         self._tasks.append(asyncio.create_task(self._events()))
         if self._join:
             await self._join_missing()
-            self._tasks.append(asyncio.create_task(self._keep_joining()))
+        self._tasks.append(asyncio.create_task(self._keep_joining()))
 
     def _missing(self) -> list[Address]:
         """Join addresses with no live member behind them (never joined, or declared dead)."""
@@ -115,14 +127,19 @@ class GossipMembership(Membership):
         only towards peers we do not see alive, so a healed partition merges at once (each
         side refutes the other's dead verdict during the push/pull)."""
         loop = asyncio.get_running_loop()
-        start = loop.time()
         while True:
             await asyncio.sleep(self._rejoin_interval)
-            if not self._ready and loop.time() - start >= self._alone_after:
-                log.warning(
-                    "no peer answered for %.1f s: announcing as the only member", self._alone_after
-                )
-                self._set_ready("alone")
+            if not self._join:
+                continue
+            if not self._ready:
+                if self._waiting_since is None:
+                    self._waiting_since = loop.time()
+                if loop.time() - self._waiting_since >= self._alone_after:
+                    log.warning(
+                        "no peer answered for %.1f s: announcing as the only member",
+                        self._alone_after,
+                    )
+                    self._set_ready("alone")
             await self._join_missing()
 
     def _set_ready(self, why: str) -> None:
@@ -144,6 +161,9 @@ class GossipMembership(Membership):
                     self.on_change(f"left:{m.name}")
                 case MemberJoined(member=m):
                     log.info("member %s joined", m.name)
+                    if m.name != self.config.name and not self._ready:
+                        # A peer's push/pull (ours or theirs) merged its whole member table.
+                        self._ready = True
                     self.on_change(f"joined:{m.name}")
                 case MemberUpdated(member=m) | MemberRecovered(member=m):
                     self.on_change(f"updated:{m.name}")

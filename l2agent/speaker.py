@@ -140,6 +140,12 @@ class Speaker:
         self._previous_owner: dict[IPAddress, str] = {}
         self._timing: dict[IPAddress, float] = {}
         self._mtimes: dict[Path, float] = {}
+        self.plan_listeners: list[Callable[[Plan], None]] = []
+        """Called after every replan (Kubernetes mode mirrors the plan into ServiceL2Status)."""
+        self.ready_checks: list[Callable[[], bool]] = [membership.ready]
+        """All must hold for /readyz (e.g. the Kubernetes caches have synced)."""
+        self.on_shutdown: list[Callable[[], None]] = []
+        """Called once the speaker has stopped answering (e.g. stop the watches)."""
         self._stopping = asyncio.Event()
         self._health: HealthServer | None = None
         membership.on_change = self._membership_changed
@@ -214,6 +220,11 @@ class Speaker:
             assume_served_without_slices=self.options.static_inputs,
         )
         self._apply(self.plan.announcements, why)
+        for listener in self.plan_listeners:
+            try:
+                listener(self.plan)
+            except Exception:  # a reporting hook must never stop the data plane
+                self.log.exception("plan listener failed")
         # The watchdog: probe every interval the owners whose IPs this node would inherit.
         self.membership.pin(
             sorted(
@@ -299,7 +310,7 @@ class Speaker:
                 self.registry,
                 host=host,
                 port=port,
-                ready=self.membership.ready,
+                ready=self.ready,
                 status=speaker_status(self.options.node, self.ownership_rows, self.membership.rows),
             )
             await self._health.start()
@@ -316,6 +327,9 @@ class Speaker:
             watcher.cancel()
             await self.shutdown()
         return 0
+
+    def ready(self) -> bool:
+        return all(check() for check in self.ready_checks)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -340,6 +354,11 @@ class Speaker:
             self.log.warning("graceful leave failed: %s", exc)
         await asyncio.sleep(self.options.handover_drain)
         self.dataplane.close()
+        for hook in self.on_shutdown:
+            try:
+                hook()
+            except Exception:
+                self.log.exception("shutdown hook failed")
         await self.membership.close()
         if self._health is not None:
             await self._health.close()

@@ -75,7 +75,12 @@ def run_speaker(args: argparse.Namespace) -> int:
         if args.kubeconfig:
             from l2agent.kube_speaker import attach_kube_source
 
-            await attach_kube_source(speaker, args)
+            link = await attach_kube_source(speaker, args)
+            if link.task is not None:
+                link.task.cancel()  # the plan listener below replaces its polling
+            speaker.plan_listeners.append(lambda _plan: link.check_plan())
+            speaker.ready_checks.append(lambda: bool(link.source.synced))
+            speaker.on_shutdown.append(link.source.stop)
         return await speaker.run()
 
     return asyncio.run(main())
