@@ -4,7 +4,7 @@ from gossip.sim.clock import EventHeap
 from gossip.sim.cluster import SimCluster, SimNode, sim_address
 from gossip.sim.faults import Crash, Fault, Heal, Leave, Loss, Partition, Pause, schedule
 from gossip.sim.network import LinkSpec, SimNetwork
-from gossip.sim.observe import Observer
+from gossip.sim.observe import Load, Observer
 
 __all__ = [
     "Crash",
@@ -13,6 +13,7 @@ __all__ = [
     "Heal",
     "Leave",
     "LinkSpec",
+    "Load",
     "Loss",
     "Observer",
     "Partition",

@@ -10,6 +10,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
+from gossip.engine import EngineCounters
 from gossip.events import (
     Event,
     JoinFinished,
@@ -23,7 +24,21 @@ from gossip.events import (
     UserMessage,
 )
 
-__all__ = ["Observer"]
+__all__ = ["Load", "Observer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What members sent per member per second over a window (UDP; TCP bytes included)."""
+
+    packets: float
+    bytes: float
+    messages_in: float
+    seconds: float
+
+
+def _totals(c: EngineCounters) -> tuple[int, int, int]:
+    return (c.packets_out, c.bytes_out + c.stream_bytes_out, c.messages_in)
 
 
 def _subject(ev: Event) -> str:
@@ -70,6 +85,23 @@ class Observer:
             self.suspected.append((ev.at, node, ev.member.name))
         if self.record_trace:
             self.trace.append(f"{ev.at:.6f} {node} {kind} {_subject(ev)}")
+
+    _load_mark: tuple[float, list[tuple[int, int, int]]] | None = None
+
+    def mark_load(self, counters: list[EngineCounters], now: float) -> None:
+        """Start a load window (pass every member's `engine.counters`)."""
+        self._load_mark = (now, [_totals(c) for c in counters])
+
+    def load(self, counters: list[EngineCounters], now: float) -> Load:
+        """Per-member, per-second averages since `mark_load`."""
+        if self._load_mark is None:
+            raise ValueError("mark_load was not called")
+        start, before = self._load_mark
+        seconds = max(now - start, 1e-9)
+        n = max(len(counters), 1)
+        after = [_totals(c) for c in counters]
+        sums = [sum(a[i] - b[i] for a, b in zip(after, before, strict=True)) for i in range(3)]
+        return Load(sums[0] / n / seconds, sums[1] / n / seconds, sums[2] / n / seconds, seconds)
 
     def digest(self) -> str:
         """SHA-256 of the whole trace: equal digests mean byte-identical traces."""

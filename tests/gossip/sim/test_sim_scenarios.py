@@ -131,3 +131,16 @@ def test_member_wrongly_declared_dead_refutes_and_rejoins() -> None:
         line for line in c.observer.trace if f"MemberJoined {name}" in line and "n0000" in line
     ]
     assert len(rejoined) >= 2, f"seed={seed}"
+
+
+def test_steady_state_load_is_one_probe_per_member_per_interval() -> None:
+    seed, n = 3, 10
+    c = joined(n, seed)
+    c.run_for(40.0)  # let join gossip and the first push/pulls drain
+    counters = [x.engine.counters for x in c.nodes]
+    c.observer.mark_load(counters, c.now)
+    c.run_for(20.0)
+    load = c.observer.load(counters, c.now)
+    # each second a member sends one ping and answers one: about two packets
+    assert 1.6 < load.packets < 2.6, f"seed={seed}: {load}"
+    assert load.messages_in >= 1.6, f"seed={seed}: {load}"
