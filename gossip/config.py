@@ -94,6 +94,10 @@ class GossipConfig:
     additional data. Empty for MetalLB and 0.2.x peers."""
     skip_inbound_label_check: bool = False
     """Accept unlabeled input as if it carried our label (rollout of a label)."""
+    cidrs_allowed: tuple[str, ...] = ()
+    """memberlist's CIDRsAllowed: when non-empty, alive messages are accepted only from these
+    networks and only about addresses in them (IPv4 and IPv6 listed separately); empty
+    allows all."""
     max_stream_bytes: int = 20 * 1024 * 1024
     """Largest stream message we buffer (memberlist's maxPushStateBytes, 20 MiB)."""
     max_inbound_streams: int = 128
@@ -141,6 +145,11 @@ class GossipConfig:
             raise LocalError("udp_buffer_size too small")
         if self.dead_after_confirmations < 0:
             raise LocalError("dead_after_confirmations must be >= 0")
+        try:
+            for cidr in self.cidrs_allowed:
+                ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise LocalError(f"bad network in cidrs_allowed: {exc}") from exc
         try:
             ipaddress.ip_address(self.advertise_ip)
         except ValueError as exc:

@@ -13,6 +13,7 @@ Composition: `members` (table and merge rules), `suspicion`, `awareness`, `broad
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 from collections import deque
@@ -190,6 +191,7 @@ class Engine:
         self._batches: dict[int, _JoinBatch] = {}
         self._batch_seq = 0
         self._pinned: tuple[str, ...] = ()
+        self._allowed = tuple(ipaddress.ip_network(c, strict=False) for c in config.cidrs_allowed)
         self._now = now
         # Stagger the periodic tasks, as memberlist does, so members do not tick together.
         self._next_probe = now + rng.random() * config.probe_interval
@@ -445,6 +447,11 @@ class Engine:
             if self._tracker.nack(msg.seq_no) is None:
                 self.counters.drop(DropReason.UNKNOWN_ACK)
         elif isinstance(msg, Alive):
+            if self._allowed and not (self._ip_allowed(src[0]) and self._ip_allowed(msg.addr)):
+                self._drop(DropReason.NOT_ALLOWED, f"alive {msg.node}", src, now)
+                return
+            if msg.port == 0:  # memberlist: a missing port means ours
+                msg = dataclasses.replace(msg, port=self.config.bind_port)
             self._apply(self.table.apply_alive(msg, now), now, src)
         elif isinstance(msg, Suspect):
             self._apply(self.table.apply_suspect(msg, now), now, src)
@@ -454,6 +461,15 @@ class Engine:
             self._events.append(UserMessage(msg.payload, src, False, now))
         else:
             self._drop(DropReason.UNEXPECTED_MESSAGE, type(msg).__name__, src, now)
+
+    def _ip_allowed(self, ip: str | bytes) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self._allowed)
 
     def _reply_addr(self, addr: bytes, port: int, src: Address) -> Address:
         if addr and port:
@@ -704,6 +720,11 @@ class Engine:
             self._drop(DropReason.INCOMPATIBLE_VERSION, problem, src, now)
             return False
         for st in pp.states:
+            if st.state is NodeState.ALIVE and self._allowed and not self._ip_allowed(st.addr):
+                self._drop(DropReason.NOT_ALLOWED, f"push/pull entry {st.name}", src, now)
+                continue
+            if st.port == 0:
+                st = dataclasses.replace(st, port=self.config.bind_port)
             self._apply(self.table.apply_push_state(st, now), now, src)
         if self._hooks is not None and pp.user_state:
             self._hooks.merge_remote_state(pp.user_state, pp.join)

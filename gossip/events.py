@@ -49,6 +49,7 @@ class DropReason(IntEnum):
     ADDRESS_CONFLICT = 12  # alive for a known name from another address
     REMOTE_ERROR = 13  # peer answered our stream with errResp
     OVERSIZED_META = 14  # set_meta larger than 512 bytes (local misuse)
+    NOT_ALLOWED = 15  # alive from or about an address outside cidrs_allowed
 
 
 @dataclass(frozen=True, slots=True)

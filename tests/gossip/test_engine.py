@@ -442,3 +442,21 @@ def test_incompatible_versions_refuse_the_push_pull() -> None:
     ok.pump()
     assert ok.engines[0].counters.drops.get(DropReason.INCOMPATIBLE_VERSION, 0) >= 1
     assert ok.engines[0].member("n1") is None
+
+
+def test_cidrs_allowed_rejects_members_outside() -> None:
+    c = Cluster(4, cidrs_allowed=("192.0.2.0/30",))  # .1-.3 allowed, n3 at .4 is not
+    c.join_all()
+    for i in range(3):
+        assert {m.name for m in c.engines[i].members()} == {"n0", "n1", "n2"}
+    assert c.engines[0].counters.drops[DropReason.NOT_ALLOWED] >= 1
+
+
+def test_alive_without_port_means_our_port() -> None:
+    from gossip.messages import Alive
+
+    c = Cluster(1)
+    alive = encode_message(Alive(1, "old", bytes([198, 51, 100, 5]), 0))
+    c.engines[0].handle_packet(alive, ("198.51.100.5", 7946), 0.0)
+    member = c.engines[0].member("old")
+    assert member is not None and member.port == 7946
