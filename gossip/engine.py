@@ -191,6 +191,7 @@ class Engine:
         self._batches: dict[int, _JoinBatch] = {}
         self._batch_seq = 0
         self._pinned: tuple[str, ...] = ()
+        self._probe_owed = False
         self._allowed = tuple(ipaddress.ip_network(c, strict=False) for c in config.cidrs_allowed)
         self._now = now
         # Stagger the periodic tasks, as memberlist does, so members do not tick together.
@@ -509,6 +510,7 @@ class Engine:
             # any success of a probe whose ping went out improves our health (memberlist)
             self.awareness.apply_delta(-1)
             self._close_tcp_ping(done)
+            self._probe_finished(done, now)
 
     def _relay_timeout(self, relay: Relay) -> None:
         if relay.nack:
@@ -560,10 +562,11 @@ class Engine:
     # ================================================================== probing
 
     def _probe_round(self, now: float) -> None:
-        if not self._tracker.regular_in_flight():
-            target = self.table.next_probe_target(now, self.config.gossip_to_the_dead_time)
-            if target is not None and not self._tracker.in_flight(target.name):
-                self._start_probe(target, now, pinned=False)
+        if self._tracker.regular_in_flight():
+            # memberlist's ticker keeps one tick while a probe runs: probe again when it ends
+            self._probe_owed = True
+        else:
+            self._probe_next(now)
         if self.config.probe_pinned_every_round:
             for name in self._pinned:
                 entry = self.table.get(name)
@@ -571,6 +574,16 @@ class Engine:
                     continue
                 if not self._tracker.in_flight(name):
                     self._start_probe(entry, now, pinned=True)
+
+    def _probe_next(self, now: float) -> None:
+        target = self.table.next_probe_target(now, self.config.gossip_to_the_dead_time)
+        if target is not None and not self._tracker.in_flight(target.name):
+            self._start_probe(target, now, pinned=False)
+
+    def _probe_finished(self, probe: Probe, now: float) -> None:
+        if not probe.pinned and self._probe_owed:
+            self._probe_owed = False
+            self._probe_next(now)
 
     def _start_probe(self, target: NodeEntry, now: float, pinned: bool) -> None:
         interval = self.awareness.scale_timeout(self.config.probe_interval)
@@ -590,12 +603,14 @@ class Engine:
             entry = self.table.get(probe.target)
             if entry is None:
                 self._tracker.finish(probe)
+                self._probe_finished(probe, now)
                 return
             self._indirect_phase(probe, entry, now)
             if now < probe.end:
                 return
         self._tracker.finish(probe)
         self._close_tcp_ping(probe)
+        self._probe_finished(probe, now)
         if probe.tcp_ok:
             log.warning("%s: %s answered TCP ping but not UDP", self._name, probe.target)
             self.awareness.apply_delta(-1)
