@@ -246,6 +246,12 @@ def fast(name: str, **overrides: Any) -> GossipConfig:
     multiplier of 2, one independent confirmation enough to declare death, health back-off
     capped at *2, gossip every 10 ms. Costs ~100 packets per member per second: meant for a
     LAN with a handful of speakers, not for a thousand members.
+
+    Simulated (bench/gossip_scale.py, 0.5-1 ms links): crash seen by the median survivor
+    after ~50-60 ms at 3-100 members, ~100 ms at 1000. The price: a member frozen for 80 ms
+    or more (GC pause, CPU starvation) is usually declared dead, then refutes and rejoins
+    when it runs again; stalls up to ~20 ms pass unnoticed. Raise probe_interval /
+    probe_timeout (and drop dead_after_confirmations) to trade speed for tolerance.
     """
     values = dict(
         _LAN,
