@@ -102,6 +102,9 @@ class GossipConfig:
     """Largest stream message we buffer (memberlist's maxPushStateBytes, 20 MiB)."""
     max_inbound_streams: int = 128
     """Concurrent inbound streams; more are closed at once (memberlist's push/pull limit)."""
+    max_members: int = 65536
+    """Extension: members (any state) the table may hold; alive messages naming new members
+    beyond it are dropped, so a flood of invented names cannot exhaust memory."""
     max_push_nodes: int = 1 << 20
     """Largest `Nodes` count accepted in a push/pull header (memberlist 0.6.0's limit)."""
     dead_after_confirmations: int = 0

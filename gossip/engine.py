@@ -451,6 +451,8 @@ class Engine:
             if self._allowed and not (self._ip_allowed(src[0]) and self._ip_allowed(msg.addr)):
                 self._drop(DropReason.NOT_ALLOWED, f"alive {msg.node}", src, now)
                 return
+            if not self._room_for(msg.node, src, now):
+                return
             if msg.port == 0:  # memberlist: a missing port means ours
                 msg = dataclasses.replace(msg, port=self.config.bind_port)
             self._apply(self.table.apply_alive(msg, now), now, src)
@@ -462,6 +464,12 @@ class Engine:
             self._events.append(UserMessage(msg.payload, src, False, now))
         else:
             self._drop(DropReason.UNEXPECTED_MESSAGE, type(msg).__name__, src, now)
+
+    def _room_for(self, name: str, src: Address | None, now: float) -> bool:
+        if len(self.table) < self.config.max_members or self.table.get(name) is not None:
+            return True
+        self._drop(DropReason.TABLE_FULL, name, src, now)
+        return False
 
     def _ip_allowed(self, ip: str | bytes) -> bool:
         try:
@@ -737,6 +745,8 @@ class Engine:
         for st in pp.states:
             if st.state is NodeState.ALIVE and self._allowed and not self._ip_allowed(st.addr):
                 self._drop(DropReason.NOT_ALLOWED, f"push/pull entry {st.name}", src, now)
+                continue
+            if not self._room_for(st.name, src, now):
                 continue
             if st.port == 0:
                 st = dataclasses.replace(st, port=self.config.bind_port)

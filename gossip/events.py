@@ -50,6 +50,7 @@ class DropReason(IntEnum):
     REMOTE_ERROR = 13  # peer answered our stream with errResp
     OVERSIZED_META = 14  # set_meta larger than 512 bytes (local misuse)
     NOT_ALLOWED = 15  # alive from or about an address outside cidrs_allowed
+    TABLE_FULL = 16  # alive for a new member while the table holds max_members
 
 
 @dataclass(frozen=True, slots=True)

@@ -460,3 +460,14 @@ def test_alive_without_port_means_our_port() -> None:
     c.engines[0].handle_packet(alive, ("198.51.100.5", 7946), 0.0)
     member = c.engines[0].member("old")
     assert member is not None and member.port == 7946
+
+
+def test_member_table_is_bounded() -> None:
+    from gossip.messages import Alive
+
+    eng = Engine(lan("x", bind_addr="192.0.2.1", max_members=10), random.Random(0), now=0.0)
+    for i in range(50):
+        data = encode_message(Alive(1, f"m{i}", bytes([198, 51, 100, 1]), 7000 + i))
+        eng.handle_packet(data, ("198.51.100.1", 7000 + i), 0.0)
+    assert len(eng.members()) == 10
+    assert eng.counters.drops[DropReason.TABLE_FULL] == 41
