@@ -18,17 +18,16 @@ import ipaddress
 import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from gossip import _wire
+from gossip._engine_state import EngineCounters, JoinBatch, StreamKind, StreamState
 from gossip.actions import Address, CloseStream, OpenStream, ReplyStream, SendPacket, StreamAction
 from gossip.awareness import Awareness
 from gossip.broadcast import BroadcastQueue
 from gossip.codec import encode_message
 from gossip.config import GossipConfig
-from gossip.errors import LocalError, MalformedMessage, MalformedReason
+from gossip.errors import LocalError, MalformedMessage
 from gossip.events import (
     DropReason,
     Event,
@@ -43,7 +42,6 @@ from gossip.events import (
     ProtocolViolation,
     UserMessage,
 )
-from gossip.framing import StreamReader
 from gossip.hooks import StateHooks
 from gossip.keyring import Keyring
 from gossip.members import (
@@ -85,54 +83,6 @@ _COMPOUND_OVERHEAD = 2
 _MAX_PINNED = 16
 _MAX_RELAYS = 1024
 """Pending indirect pings we relay at once; more are dropped (bounds memory and fan-out)."""
-
-
-@dataclass(slots=True)
-class EngineCounters:
-    """What went in and out, and what was dropped and why."""
-
-    packets_in: int = 0
-    packets_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    messages_in: int = 0
-    streams_in: int = 0
-    streams_out: int = 0
-    stream_bytes_in: int = 0
-    stream_bytes_out: int = 0
-    probes: int = 0
-    probe_failures: int = 0
-    drops: dict[DropReason, int] = field(default_factory=dict)
-    malformed: dict[MalformedReason, int] = field(default_factory=dict)
-
-    def drop(self, reason: DropReason) -> None:
-        self.drops[reason] = self.drops.get(reason, 0) + 1
-
-
-class _StreamKind(IntEnum):
-    INBOUND = 0
-    PUSH_PULL = 1
-    TCP_PING = 2
-
-
-@dataclass(slots=True)
-class _Stream:
-    conn_id: int
-    kind: _StreamKind
-    peer: Address
-    deadline: float
-    reader: StreamReader
-    size: int = 0
-    join: bool = False
-    batch: int | None = None
-    seq: int = 0
-
-
-@dataclass(slots=True)
-class _JoinBatch:
-    pending: int
-    succeeded: int = 0
-    failed: list[Address] = field(default_factory=list)
 
 
 class Engine:
@@ -185,10 +135,10 @@ class Engine:
         self._packets: list[SendPacket] = []
         self._stream_actions: list[StreamAction] = []
         self._events: deque[Event] = deque()
-        self._streams: dict[int, _Stream] = {}
+        self._streams: dict[int, StreamState] = {}
         self._inbound = 0
         self._conn_seq = 0
-        self._batches: dict[int, _JoinBatch] = {}
+        self._batches: dict[int, JoinBatch] = {}
         self._batch_seq = 0
         self._pinned: tuple[str, ...] = ()
         self._probe_owed = False
@@ -338,7 +288,7 @@ class Engine:
         self.counters.streams_in += 1
         deadline = now + self.config.tcp_timeout
         reader = self._wire.stream_reader(dialer=False)
-        self._streams[conn_id] = _Stream(conn_id, _StreamKind.INBOUND, peer, deadline, reader)
+        self._streams[conn_id] = StreamState(conn_id, StreamKind.INBOUND, peer, deadline, reader)
         return conn_id
 
     def handle_stream(self, conn_id: int, data: bytes, now: float) -> None:
@@ -362,7 +312,7 @@ class Engine:
             got = st.reader.feed(data)
         except MalformedMessage as exc:
             self._malformed(exc, st.peer, now)
-            if st.kind is _StreamKind.INBOUND:
+            if st.kind is StreamKind.INBOUND:
                 self._reply(st, ErrResp(str(exc)))
             self._end_stream(st, ok=False, now=now)
             return
@@ -384,7 +334,7 @@ class Engine:
         if not addrs:
             self._events.append(JoinFinished(0, (), now))
             return
-        self._batches[batch] = _JoinBatch(pending=len(addrs))
+        self._batches[batch] = JoinBatch(pending=len(addrs))
         for addr in addrs:
             self._open_push_pull(addr, join=True, now=now, batch=batch)
 
@@ -661,8 +611,8 @@ class Engine:
             ping = Ping(probe.seq, target.name, self._addr, self._name, self._port)
             data = self._wire.encode_stream(ping, dialer=True)
             reader = self._wire.stream_reader(dialer=True)
-            st = _Stream(
-                conn_id, _StreamKind.TCP_PING, target.address, probe.end, reader, seq=probe.seq
+            st = StreamState(
+                conn_id, StreamKind.TCP_PING, target.address, probe.end, reader, seq=probe.seq
             )
             self._streams[conn_id] = st
             probe.tcp_conn = conn_id
@@ -730,8 +680,8 @@ class Engine:
         conn_id = self._new_conn()
         deadline = now + self.config.tcp_timeout
         reader = self._wire.stream_reader(dialer=True)
-        self._streams[conn_id] = _Stream(
-            conn_id, _StreamKind.PUSH_PULL, addr, deadline, reader, join=join, batch=batch
+        self._streams[conn_id] = StreamState(
+            conn_id, StreamKind.PUSH_PULL, addr, deadline, reader, join=join, batch=batch
         )
         self.counters.streams_out += 1
         data = self._local_push_pull(join, dialer=True)
@@ -761,13 +711,13 @@ class Engine:
         self._conn_seq += 1
         return self._conn_seq
 
-    def _reply(self, st: _Stream, msg: Message) -> None:
+    def _reply(self, st: StreamState, msg: Message) -> None:
         self._stream_actions.append(
             ReplyStream(st.conn_id, self._wire.encode_stream(msg, dialer=False))
         )
 
-    def _stream_message(self, st: _Stream, msg: Message, now: float) -> None:
-        if st.kind is _StreamKind.INBOUND:
+    def _stream_message(self, st: StreamState, msg: Message, now: float) -> None:
+        if st.kind is StreamKind.INBOUND:
             if isinstance(msg, PushPull):
                 data = self._local_push_pull(msg.join, dialer=False)
                 self._stream_actions.append(ReplyStream(st.conn_id, data))
@@ -789,10 +739,10 @@ class Engine:
             self._drop(DropReason.REMOTE_ERROR, msg.error, st.peer, now)
             self._end_stream(st, ok=False, now=now)
             return
-        if st.kind is _StreamKind.PUSH_PULL and isinstance(msg, PushPull):
+        if st.kind is StreamKind.PUSH_PULL and isinstance(msg, PushPull):
             self._end_stream(st, ok=True, now=now, merge=msg)
             return
-        if st.kind is _StreamKind.TCP_PING and isinstance(msg, AckResp) and msg.seq_no == st.seq:
+        if st.kind is StreamKind.TCP_PING and isinstance(msg, AckResp) and msg.seq_no == st.seq:
             for probe in self._tracker.probes.values():
                 if probe.tcp_conn == st.conn_id:
                     probe.tcp_ok = True
@@ -803,7 +753,7 @@ class Engine:
 
     def _end_stream(
         self,
-        st: _Stream,
+        st: StreamState,
         ok: bool,
         now: float,
         close: bool = True,
@@ -811,7 +761,7 @@ class Engine:
     ) -> None:
         if self._streams.pop(st.conn_id, None) is None:
             return
-        if st.kind is _StreamKind.INBOUND:
+        if st.kind is StreamKind.INBOUND:
             self._inbound -= 1
         if close:
             self._stream_actions.append(CloseStream(st.conn_id))
@@ -831,7 +781,7 @@ class Engine:
 
     def _expire_streams(self, now: float) -> None:
         for st in [s for s in self._streams.values() if now >= s.deadline]:
-            if st.kind is not _StreamKind.TCP_PING:
+            if st.kind is not StreamKind.TCP_PING:
                 self._drop(DropReason.STREAM_TIMEOUT, "stream deadline", st.peer, now)
             self._end_stream(st, ok=False, now=now)
 
