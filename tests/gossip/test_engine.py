@@ -47,8 +47,12 @@ class Hooks:
         self.got.append((data, join))
 
 
-class Cluster:
-    """Engines wired together in memory. `cut` decides which packets are lost."""
+class EnginePair:
+    """Two (or more) engines wired together in memory, after h11's ConnectionPair.
+
+    `pump()` delivers everything outstanding until quiet; `advance()` moves time and ticks
+    whoever is due. `cut`/`tcp_cut` decide which packets/dials are lost; `down` are crashed.
+    """
 
     def __init__(
         self,
@@ -151,7 +155,7 @@ class Cluster:
 
 
 def test_join_exchanges_state_both_ways() -> None:
-    c = Cluster(2)
+    c = EnginePair(2)
     c.engines[1].join([c.addrs[0]], 0.0)
     c.pump()
     assert {m.name for m in c.engines[0].members()} == {"n0", "n1"}
@@ -161,7 +165,7 @@ def test_join_exchanges_state_both_ways() -> None:
 
 
 def test_join_to_nobody_fails_cleanly() -> None:
-    c = Cluster(1)
+    c = EnginePair(1)
     c.engines[0].join([("198.51.100.7", 7946)], 0.0)
     c.pump()
     assert c.of(0, JoinFinished) == [JoinFinished(0, (("198.51.100.7", 7946),), 0.0)]
@@ -171,7 +175,7 @@ def test_join_to_nobody_fails_cleanly() -> None:
 
 
 def test_three_members_converge_and_probe_quietly() -> None:
-    c = Cluster(3)
+    c = EnginePair(3)
     c.join_all()
     c.advance(10.0)
     for i in range(3):
@@ -182,7 +186,7 @@ def test_three_members_converge_and_probe_quietly() -> None:
 
 
 def test_crashed_member_is_declared_dead_at_suspicion_timeout() -> None:
-    c = Cluster(3)
+    c = EnginePair(3)
     c.join_all()
     c.down.add(2)
     crash = c.now
@@ -196,7 +200,7 @@ def test_crashed_member_is_declared_dead_at_suspicion_timeout() -> None:
 
 
 def test_failed_event_is_emitted_in_the_tick_that_declares_death() -> None:
-    c = Cluster(2)
+    c = EnginePair(2)
     c.join_all()
     c.down.add(1)
     eng = c.engines[0]
@@ -217,7 +221,7 @@ def test_failed_event_is_emitted_in_the_tick_that_declares_death() -> None:
 
 
 def test_suspected_member_refutes_and_stays_alive() -> None:
-    c = Cluster(3)
+    c = EnginePair(3)
     c.join_all()
     inc = c.engines[1].local_member().incarnation
     bad = encode_message(Suspect(inc, "n1", "n0"))
@@ -231,7 +235,7 @@ def test_suspected_member_refutes_and_stays_alive() -> None:
 
 
 def test_graceful_leave_is_seen_as_leave() -> None:
-    c = Cluster(3)
+    c = EnginePair(3)
     c.join_all()
     c.engines[2].leave(c.now)
     c.pump()
@@ -245,7 +249,7 @@ def test_graceful_leave_is_seen_as_leave() -> None:
 
 
 def test_meta_update_and_user_messages_travel() -> None:
-    c = Cluster(3)
+    c = EnginePair(3)
     c.join_all()
     c.engines[0].set_meta(b"zone=a", c.now)
     c.engines[0].broadcast_user(b"hello all", c.now)
@@ -267,7 +271,7 @@ def test_meta_update_and_user_messages_travel() -> None:
 
 def test_push_pull_user_state_through_hooks() -> None:
     hooks = [Hooks(b"state-0"), Hooks(b"state-1")]
-    c = Cluster(2, hooks=list(hooks))
+    c = EnginePair(2, hooks=list(hooks))
     c.engines[1].join([c.addrs[0]], 0.0)
     c.pump()
     assert hooks[0].got == [(b"state-1", True)]
@@ -275,7 +279,7 @@ def test_push_pull_user_state_through_hooks() -> None:
 
 
 def test_indirect_probe_keeps_target_alive_when_direct_path_is_cut() -> None:
-    c = Cluster(3, disable_tcp_pings=True)
+    c = EnginePair(3, disable_tcp_pings=True)
     c.join_all()
     c.cut = lambda a, b: {a, b} == {0, 2}
     c.advance(20.0)
@@ -285,7 +289,7 @@ def test_indirect_probe_keeps_target_alive_when_direct_path_is_cut() -> None:
 
 
 def test_tcp_fallback_keeps_target_alive_when_udp_is_cut() -> None:
-    c = Cluster(2)
+    c = EnginePair(2)
     c.join_all()
     c.cut = lambda a, b: True  # no UDP at all; TCP pings still work
     c.advance(20.0)
@@ -294,7 +298,7 @@ def test_tcp_fallback_keeps_target_alive_when_udp_is_cut() -> None:
 
 
 def test_relay_sends_nack_when_target_is_silent() -> None:
-    c = Cluster(3, disable_tcp_pings=True)
+    c = EnginePair(3, disable_tcp_pings=True)
     c.join_all()
     c.down.add(2)
     before = c.engines[0].counters.probe_failures
@@ -305,7 +309,7 @@ def test_relay_sends_nack_when_target_is_silent() -> None:
 
 
 def test_pinned_target_is_probed_every_round() -> None:
-    c = Cluster(6, make=fast)
+    c = EnginePair(6, make=fast)
     c.join_all()
     c.engines[0].set_pinned_targets(["n5"])
     c.sent.clear()
@@ -317,9 +321,9 @@ def test_pinned_target_is_probed_every_round() -> None:
 
 def test_dead_after_confirmations_declares_death_early() -> None:
     slow: dict[str, Any] = {"suspicion_mult": 4, "suspicion_max_timeout_mult": 6}
-    base = Cluster(5, make=fast, dead_after_confirmations=0, **slow)
+    base = EnginePair(5, make=fast, dead_after_confirmations=0, **slow)
     base.join_all()
-    quick = Cluster(5, make=fast, dead_after_confirmations=1, **slow)
+    quick = EnginePair(5, make=fast, dead_after_confirmations=1, **slow)
     quick.join_all()
     times = []
     for c in (base, quick):
@@ -332,11 +336,11 @@ def test_dead_after_confirmations_declares_death_early() -> None:
 
 def test_encrypted_cluster_and_wrong_key() -> None:
     key = Keyring.of(bytes(range(32)))
-    c = Cluster(2, keyrings=[key, key])
+    c = EnginePair(2, keyrings=[key, key])
     c.join_all()
     assert c.state(0, "n1") is NodeState.ALIVE
     assert all(not d.startswith(b"\x00") for (_, _, d) in c.sent)
-    wrong = Cluster(2, keyrings=[key, Keyring.of(bytes(32))])
+    wrong = EnginePair(2, keyrings=[key, Keyring.of(bytes(32))])
     wrong.engines[1].join([wrong.addrs[0]], 0.0)
     wrong.pump()
     assert wrong.of(1, JoinFinished)[0].succeeded == 0
@@ -345,7 +349,7 @@ def test_encrypted_cluster_and_wrong_key() -> None:
 
 
 def test_ping_for_another_node_gets_no_ack() -> None:
-    c = Cluster(1)
+    c = EnginePair(1)
     ping = encode_message(Ping(5, "someone-else"))
     c.engines[0].handle_packet(ping, ("198.51.100.9", 7946), 0.0)
     assert c.engines[0].packets_to_send() == []
@@ -432,8 +436,8 @@ def test_push_pull_from_cached_states_is_byte_identical_to_the_codec() -> None:
 
 
 def test_incompatible_versions_refuse_the_push_pull() -> None:
-    c = Cluster(2, protocol_version=1, delegate_protocol_version=3, delegate_protocol_max=3)
-    ok = Cluster(1)
+    c = EnginePair(2, protocol_version=1, delegate_protocol_version=3, delegate_protocol_max=3)
+    ok = EnginePair(1)
     # a peer whose delegate version 3 is outside our range [0, 0]
     ok.engines.append(c.engines[1])
     ok.addrs.append(c.addrs[1])
@@ -445,7 +449,7 @@ def test_incompatible_versions_refuse_the_push_pull() -> None:
 
 
 def test_cidrs_allowed_rejects_members_outside() -> None:
-    c = Cluster(4, cidrs_allowed=("192.0.2.0/30",))  # .1-.3 allowed, n3 at .4 is not
+    c = EnginePair(4, cidrs_allowed=("192.0.2.0/30",))  # .1-.3 allowed, n3 at .4 is not
     c.join_all()
     for i in range(3):
         assert {m.name for m in c.engines[i].members()} == {"n0", "n1", "n2"}
@@ -455,7 +459,7 @@ def test_cidrs_allowed_rejects_members_outside() -> None:
 def test_alive_without_port_means_our_port() -> None:
     from gossip.messages import Alive
 
-    c = Cluster(1)
+    c = EnginePair(1)
     alive = encode_message(Alive(1, "old", bytes([198, 51, 100, 5]), 0))
     c.engines[0].handle_packet(alive, ("198.51.100.5", 7946), 0.0)
     member = c.engines[0].member("old")
