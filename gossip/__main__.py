@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import resource
@@ -28,7 +27,7 @@ from typing import Any
 from gossip import config as presets
 from gossip.actions import Address
 from gossip.aio.runtime import GossipRuntime
-from gossip.config import GossipConfig
+from gossip.config import GossipConfig, with_settings
 from gossip.errors import GossipError, LocalError
 from gossip.events import (
     Event,
@@ -76,26 +75,6 @@ def read_key(path: Path) -> bytes:
     raise LocalError(f"{path}: want a 16/24/32-byte key, raw or hex")
 
 
-def _override(config: GossipConfig, items: list[str]) -> GossipConfig:
-    types = {f.name: f.type for f in dataclasses.fields(GossipConfig)}
-    changes: dict[str, Any] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        key = key.replace("-", "_")
-        if key not in types:
-            raise LocalError(f"unknown setting {key!r}")
-        kind = str(types[key])
-        if kind == "bool":
-            changes[key] = value.lower() in ("1", "true", "yes")
-        elif kind == "int":
-            changes[key] = int(value)
-        elif kind == "float":
-            changes[key] = float(value)
-        else:
-            changes[key] = value
-    return dataclasses.replace(config, **changes)
-
-
 def build_config(args: argparse.Namespace) -> GossipConfig:
     bind_ip, bind_port = args.bind
     adv_ip, adv_port = args.advertise if args.advertise else ("", 0)
@@ -107,7 +86,7 @@ def build_config(args: argparse.Namespace) -> GossipConfig:
         advertise_port=adv_port,
         label=args.label,
     )
-    return _override(config, args.set)
+    return with_settings(config, args.set)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

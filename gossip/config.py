@@ -10,7 +10,9 @@ often and decides sooner).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -273,3 +275,30 @@ def fast(name: str, **overrides: Any) -> GossipConfig:
         dead_after_confirmations=1,
     )
     return GossipConfig(name=name, **{**values, **overrides})
+
+
+def with_settings(config: GossipConfig, items: Iterable[str]) -> GossipConfig:
+    """`config` with `field=value` texts applied (command-line `--set`), typed per field.
+
+    Every knob stays reachable from the command line without a flag per field.
+    """
+    types = {f.name: str(f.type) for f in dataclasses.fields(GossipConfig)}
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types:
+            raise LocalError(f"unknown gossip setting {item!r} (want FIELD=VALUE)")
+        kind = types[key]
+        try:
+            if kind == "bool":
+                changes[key] = value.strip().lower() in ("1", "true", "yes", "on")
+            elif kind == "int":
+                changes[key] = int(value)
+            elif kind == "float":
+                changes[key] = float(value)
+            else:
+                changes[key] = value
+        except ValueError as exc:
+            raise LocalError(f"gossip setting {key}: {value!r} is not a {kind}") from exc
+    return dataclasses.replace(config, **changes)
