@@ -57,6 +57,13 @@ def _speaker_args(p: argparse.ArgumentParser) -> None:
         help="gossip timings; `fast` is the sub-second failover preset (README)",
     )
     p.add_argument(
+        "--gossip-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override any gossip.config.GossipConfig field (repeatable)",
+    )
+    p.add_argument(
         "--interface-exclude",
         action="append",
         default=None,
