@@ -40,6 +40,7 @@ def build_membership(args: argparse.Namespace, node: str) -> Membership:
     config = make[args.gossip_preset](
         node, bind_addr=bind_ip, bind_port=bind_port, advertise_addr=adv_ip, advertise_port=adv_port
     )
+    config = presets.with_settings(config, args.gossip_set)
     keyring = None
     if args.secret_key_file:
         keyring = Keyring((metallb_key(Path(args.secret_key_file).read_bytes()),))
