@@ -352,14 +352,29 @@ class MemberlistBench:
             argv += ["-join", f"{self.lab.nodes[first].ipv4}:7946"]
         return argv
 
-    def start(self) -> None:
+    def start(self, attempts: int = 3) -> None:
+        """Start the members and wait until each has seen all join; retry a failed start."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once()
+                return
+            except AssertionError:
+                self.stop()
+                if attempt == attempts:
+                    raise
+                log.warning("memberlist start attempt %d failed; retrying", attempt)
+                time.sleep(1.0)
+
+    def _start_once(self) -> None:
         for node in self.lab.node_names:
             member = self.gp.JsonLinesProcess(self._argv(node))
             self.members[node] = member
-            member.wait_for(lambda e: e.get("event") in ("ready", "error"), timeout=20)
+            ready = member.wait_for(lambda e: e.get("event") in ("ready", "error"), timeout=20)
+            if ready["event"] == "error":
+                raise AssertionError(f"{node}: {ready}")
         names = set(self.lab.node_names)
         for member in self.members.values():
-            member.wait_for(_joined(names, member), timeout=20)
+            member.wait_for(_joined(names, member), timeout=10)
         time.sleep(1.0)  # a few probe rounds in the steady state
 
     def stop(self) -> None:
@@ -372,8 +387,8 @@ class MemberlistBench:
         return self.link_down(self.lab.node_names[index % len(self.lab.node_names)])
 
     def link_down(self, victim: str) -> Trial:
-        self.start()
         try:
+            self.start()
             for member in self.members.values():
                 _drain(member)
             t_fault = time.monotonic()
@@ -387,6 +402,7 @@ class MemberlistBench:
         finally:
             self.stop()
             self.lab.restore_link(victim)
+            time.sleep(0.5)  # carrier back before the next start joins through it
 
 
 def _joined(names: set[str], member: Any) -> Callable[[dict[str, Any]], bool]:

@@ -83,3 +83,31 @@ def test_table_has_one_line_per_row_and_ratios_only_where_asked() -> None:
     assert cells[4] == "3.00 s" and cells[8] == "50.0x" and cells[9] == "default"
     cells = [c.strip() for c in lines[4].strip("|").split("|")]
     assert cells[2] == "0" and cells[4] == "-" and cells[9] == "go missing"
+
+
+def test_soak_reads_counters_and_drop_counts() -> None:
+    from bench.soak import counters, dropped_packets, log_counts
+
+    metrics = (
+        "# HELP l2agent_ownership_changes_total Times.\n"
+        "# TYPE l2agent_ownership_changes_total counter\n"
+        'l2agent_ownership_changes_total{change="gained",ip="192.0.2.200"} 2.0\n'
+        'l2agent_ownership_changes_total{change="lost",ip="192.0.2.200"} 1.0\n'
+        "# HELP l2agent_gossip_suspicions_raised_total Members.\n"
+        "# TYPE l2agent_gossip_suspicions_raised_total counter\n"
+        "l2agent_gossip_suspicions_raised_total 4.0\n"
+    )
+    got = counters(metrics)
+    assert got["ownership_changes"] == 3.0
+    assert got["suspicions_raised"] == 4.0
+    assert got["member_failures"] == 0.0
+    listing = (
+        "Chain INPUT (policy ACCEPT 10 packets, 840 bytes)\n"
+        "    pkts      bytes target     prot opt in     out     source    destination\n"
+        "      17     1428 DROP       0    --  !lo    *       0.0.0.0/0 0.0.0.0/0  statistic\n"
+        "Chain OUTPUT (policy ACCEPT 9 packets, 700 bytes)\n"
+        "       5      420 DROP       0    --  *      !lo     0.0.0.0/0 0.0.0.0/0  statistic\n"
+    )
+    assert dropped_packets(listing) == 22
+    log = "x member node2 suspected by node3\nmember node2 failed\nannouncing 192.0.2.200 (a)\n"
+    assert log_counts(log) == {"failed_lines": 1, "suspected_lines": 1, "ownership_lines": 1}
