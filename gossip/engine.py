@@ -470,6 +470,12 @@ class Engine:
             self._close_tcp_ping(done)
             self._probe_finished(done, now)
 
+    def _refute_directly(self, alive: Message) -> None:
+        data = self._encode_gossip(alive)
+        for e in self.table.nodes:
+            if e.name != self._name and e.state in (NodeState.ALIVE, NodeState.SUSPECT):
+                self._send(e.address, [data], e)
+
     def _relay_timeout(self, relay: Relay) -> None:
         if relay.nack:
             self._send_piggyback(relay.requester, encode_message(NackResp(relay.their_seq)), None)
@@ -486,6 +492,8 @@ class Engine:
         entry = change.entry
         if kind is ChangeKind.REFUTED:
             self.awareness.apply_delta(1)
+            if self.config.refute_directly and change.rebroadcast is not None:
+                self._refute_directly(change.rebroadcast)
         elif kind is ChangeKind.CONFLICT:
             self._drop(DropReason.ADDRESS_CONFLICT, entry.name if entry else "", src, now)
         elif kind is ChangeKind.BAD_VSN:

@@ -57,6 +57,14 @@ def _speaker_args(p: argparse.ArgumentParser) -> None:
         help="gossip timings; `fast` is the sub-second failover preset (README)",
     )
     p.add_argument(
+        "--realtime-priority",
+        type=int,
+        default=10,
+        metavar="N",
+        help="run at SCHED_RR priority N when allowed (CAP_SYS_NICE), as keepalived does, "
+        "so a busy CPU cannot delay failure detection; 0 disables",
+    )
+    p.add_argument(
         "--gossip-set",
         action="append",
         default=[],

@@ -475,3 +475,16 @@ def test_member_table_is_bounded() -> None:
         eng.handle_packet(data, ("198.51.100.1", 7000 + i), 0.0)
     assert len(eng.members()) == 10
     assert eng.counters.drops[DropReason.TABLE_FULL] == 41
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_refute_directly_sends_the_alive_to_every_live_member_at_once(direct: bool) -> None:
+    c = EnginePair(3, refute_directly=direct)
+    c.join_all()
+    accused = c.engines[1]
+    inc = accused.local_member().incarnation
+    accused.handle_packet(encode_message(Suspect(inc, "n1", "n0")), c.addrs[0], c.now)
+    assert accused.local_member().incarnation == inc + 1
+    # Before any gossip tick: only the extension sends the refutation right away.
+    sent_to = {p.addr for p in accused.packets_to_send()}
+    assert sent_to == ({c.addrs[0], c.addrs[2]} if direct else set())
