@@ -41,6 +41,7 @@ import json
 import logging
 import platform
 import queue
+import shlex
 import shutil
 import subprocess
 import sys
@@ -444,6 +445,20 @@ def _wait_dead(members: dict[str, Any], victim: str, timeout: float) -> dict[str
 # -- the run ------------------------------------------------------------------------------
 
 
+def source_version() -> str:
+    """``git describe --always --dirty`` of the tree measured (or "unknown")."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
 def _trials(name: str, n: int, run: Callable[[int], Trial]) -> list[Trial]:
     out = []
     for i in range(n):
@@ -490,14 +505,16 @@ def case_result(name: str, trials: Sequence[Trial], skipped: str | None = None) 
     }
 
 
-def run(trials: int, cases: Sequence[str], workdir: Path) -> dict[str, Any]:
+def run(
+    trials: int, cases: Sequence[str], workdir: Path, speaker_args: Sequence[str] = ()
+) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     if tools_missing("ip"):
         raise SystemExit("the lab needs iproute2 (`ip`); run `make bench`, which installs it")
     with Lab(3, vips=LAB_VIPS) as lab:
         l2 = [c for c in cases if c.startswith("l2agent-")]
         if l2:
-            bench = L2agentBench(lab, workdir / "l2agent")
+            bench = L2agentBench(lab, workdir / "l2agent", extra=speaker_args)
             (workdir / "l2agent").mkdir(parents=True, exist_ok=True)
             try:
                 bench.start()
@@ -544,7 +561,9 @@ def run(trials: int, cases: Sequence[str], workdir: Path) -> dict[str, Any]:
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"kernel": platform.release(), "python": platform.python_version()},
+        "source": source_version(),
         "trials_requested": trials,
+        "speaker_args": list(speaker_args),
         "probe_interval_s": 0.002,
         "cases": results,
         "ratios": ratios(results),
@@ -619,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated subset")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument(
+        "--speaker-args", default="", help="extra `l2agent speaker` arguments (shell-quoted)"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cases = [c for c in args.cases.split(",") if c]
@@ -627,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown cases {sorted(unknown)}; known: {', '.join(CASES)}")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="l2bench-") as tmp:
-        doc = run(args.trials, cases, Path(tmp))
+        doc = run(args.trials, cases, Path(tmp), shlex.split(args.speaker_args))
     doc["wall_seconds"] = round(time.monotonic() - started, 1)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "failover.json").write_text(json.dumps(doc, indent=1) + "\n")

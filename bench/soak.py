@@ -37,6 +37,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.failover import source_version
 from l2agent.demo import demo_config
 from l2agent.lab.netns import CLIENT, Lab, tools_missing
 from l2agent.lab.speakers import LabSpeakers
@@ -163,6 +164,7 @@ def run_soak(
     total = {k: sum(v[k] for v in per_node.values()) for k in next(iter(per_node.values()))}
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": source_version(),
         "minutes": round(soaked / 60.0, 2),
         "loss_per_link_direction": loss,
         "cpu_burners": os.cpu_count() or 1,
