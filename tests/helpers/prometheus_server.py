@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from l2agent.lab.netns_thread import NetnsThread
+
 PROMETHEUS = shutil.which("prometheus")
 
 
@@ -57,13 +59,18 @@ class PrometheusServer:
         rule_files: Sequence[Path] = (),
         labels: Mapping[str, str] | None = None,
         scrape_interval: str = "1s",
+        netns: str | None = None,
     ) -> None:
+        """``netns``: run Prometheus (and our HTTP queries to it) in that lab namespace, so
+        it can scrape speakers that live there."""
         if PROMETHEUS is None:
             raise RuntimeError("prometheus binary missing (Debian package `prometheus`)")
         self.workdir = workdir
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
+        self._netns = netns
+        self._thread = NetnsThread(netns) if netns else None
         config = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
             "rule_files": [str(f) for f in rule_files],
@@ -82,8 +89,10 @@ class PrometheusServer:
     def __enter__(self) -> PrometheusServer:
         assert PROMETHEUS is not None
         with self.log_path.open("wb") as log:
+            prefix = ["ip", "netns", "exec", self._netns] if self._netns else []
             self._proc = subprocess.Popen(
                 [
+                    *prefix,
                     PROMETHEUS,
                     f"--config.file={self.config_path}",
                     f"--storage.tsdb.path={self.workdir / 'data'}",
@@ -111,6 +120,9 @@ class PrometheusServer:
     def stop(self) -> None:
         """Stop the process we started (by its PID), then forget it."""
         proc, self._proc = self._proc, None
+        if self._thread is not None:
+            self._thread.close()
+            self._thread = None
         if proc is None:
             return
         proc.terminate()
@@ -122,8 +134,8 @@ class PrometheusServer:
 
     def _ready(self) -> bool:
         self._check_alive()
-        with urllib.request.urlopen(self.base + "/-/ready", timeout=2) as resp:
-            return bool(resp.status == 200)
+        self._get(self.base + "/-/ready", 2)
+        return True
 
     def _check_alive(self) -> None:
         if self._proc is None or self._proc.poll() is not None:
@@ -133,9 +145,17 @@ class PrometheusServer:
     def api(self, path: str, **params: str) -> dict[str, Any]:
         """GET an HTTP API path; returns the decoded JSON document."""
         url = self.base + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            doc: dict[str, Any] = json.loads(resp.read())
+        doc: dict[str, Any] = json.loads(self._get(url, 10))
         return doc
+
+    def _get(self, url: str, timeout: float) -> bytes:
+        def fetch() -> bytes:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                return bytes(resp.read())
+
+        if self._thread is not None:
+            return self._thread.call(fetch, timeout=timeout + 5)
+        return fetch()
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """Instant query at now; raises AssertionError if Prometheus rejects the expression."""
