@@ -45,6 +45,7 @@ class DataPlane:
     ``counters``: responder and gratuitous counters. ``exclude``: interface name regexes
     (MetalLB's defaults). ``on_sent(due, now)``: called after each round that left, so the
     speaker can time failovers and ownership changes from the first packet on the wire.
+    ``on_conflict(ip, mac)``: another MAC claimed an IP we announce.
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class DataPlane:
         *,
         exclude: Sequence[str] = DEFAULT_EXCLUDE,
         on_sent: Callable[[Sequence[Due], float], None] | None = None,
+        on_conflict: Callable[[IPAddress, bytes], None] | None = None,
     ) -> None:
         self._counters = counters
         self._exclude = tuple(exclude)
@@ -64,6 +66,7 @@ class DataPlane:
         self._announcements: Mapping[IPAddress, InterfaceSelection] = {}
         self._desired: dict[str, frozenset[IPAddress]] = {}
         self._on_sent = on_sent
+        self._on_conflict = on_conflict
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -162,6 +165,7 @@ class DataPlane:
             if responder is None:
                 owned = self._desired.get(name, frozenset())
                 responder = Responder(view, iface.index, self._counters, owned)
+                responder.on_conflict = self._on_conflict
                 try:
                     responder.open()
                 except OSError as exc:

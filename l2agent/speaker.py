@@ -129,7 +129,11 @@ class Speaker:
             awareness=membership.awareness,
         )
         self.dataplane = dataplane or DataPlane(
-            self.metrics, options.announce, exclude=options.exclude, on_sent=self._sent
+            self.metrics,
+            options.announce,
+            exclude=options.exclude,
+            on_sent=self._sent,
+            on_conflict=self._conflict,
         )
         self.state: ClusterState | None = None
         self.plan: Plan | None = None
@@ -267,6 +271,11 @@ class Speaker:
             if failed_at is not None:
                 self.metrics.failover_observed(now - failed_at)
                 self.log.info("failover of %s took %.1f ms", item.ip, (now - failed_at) * 1e3)
+
+    def _conflict(self, ip: IPAddress, mac: bytes) -> None:
+        # While handing over, the successor's gratuitous packets are expected, not a conflict.
+        if not self._leaving:
+            self.metrics.conflict_detected(ip, mac)
 
     # -- views --------------------------------------------------------------------------------
 

@@ -1,4 +1,8 @@
-"""Classic BPF program so the kernel only wakes Python for ARP requests and ICMPv6 NS.
+"""Classic BPF program so the kernel only wakes Python for ARP and ICMPv6 NS.
+
+ARP replies pass too (they are rare on a LAN: answers to our own host's requests and other
+stations' gratuitous replies), because another MAC claiming an IP we own shows up as one:
+``decide`` reports it as an address conflict.
 
 Kept as data (``PROGRAM``) plus packing helpers, and a small pure interpreter so tests can
 run it without a socket.
@@ -52,6 +56,7 @@ _ETH_P_8021Q = 0x8100
 _ETH_P_ARP = 0x0806
 _ETH_P_IPV6 = 0x86DD
 _ARPOP_REQUEST = 1
+_ARPOP_REPLY = 2
 _IPPROTO_ICMPV6 = 58
 _ND_NEIGHBOR_SOLICIT = 135
 
@@ -81,7 +86,8 @@ def _program() -> tuple[BpfInsn, ...]:
         ins(JEQ_K, _ETH_P_ARP, f"{prefix}arp", None)
         ins(JEQ_K, _ETH_P_IPV6, f"{prefix}ip6", "reject")
         ins(LDH_ABS, 20 + shift, at=f"{prefix}arp")  # ARP op (14 + 6)
-        ins(JEQ_K, _ARPOP_REQUEST, "accept", "reject")
+        ins(JEQ_K, _ARPOP_REQUEST, "accept", None)
+        ins(JEQ_K, _ARPOP_REPLY, "accept", "reject")
         ins(LDB_ABS, 20 + shift, at=f"{prefix}ip6")  # IPv6 next header (14 + 6)
         ins(JEQ_K, _IPPROTO_ICMPV6, None, "reject")
         ins(LDB_ABS, 54 + shift)  # ICMPv6 type (14 + 40)
@@ -100,7 +106,8 @@ def _program() -> tuple[BpfInsn, ...]:
 
 
 PROGRAM: tuple[BpfInsn, ...] = _program()
-"""Accept ARP requests and ICMPv6 Neighbor Solicitations, untagged or with one 802.1Q tag."""
+"""Accept ARP requests and replies and ICMPv6 Neighbor Solicitations, untagged or with one
+802.1Q tag."""
 
 _INSN = struct.Struct("=HBBI")
 

@@ -46,6 +46,8 @@ class DropReason(enum.Enum):
     NOT_MATCH_INTERFACE = "notMatchInterface"
     MALFORMED = "malformed"
     OWN_SOURCE = "ownSource"
+    ADDRESS_CONFLICT = "addressConflict"
+    """Another MAC claims (ARP sender) an IP we announce here: ``Drop.sender_mac`` says who."""
 
 
 class ReplyKind(enum.Enum):
@@ -86,6 +88,7 @@ class Drop:
     reason: DropReason
     ip: IPAddress | None = None
     detail: MalformedReason | None = None
+    sender_mac: bytes | None = None
 
 
 _NOT_ND = (MalformedReason.BAD_NEXT_HEADER, MalformedReason.BAD_ICMP_TYPE)
@@ -132,6 +135,10 @@ def _decide_arp(
         arp = parse_arp(payload)
     except MalformedPacket as exc:
         return Drop(DropReason.MALFORMED, None, exc.reason)
+    if arp.sender_mac != iface.mac and _ownership(arp.sender_ip, iface, owned) is None:
+        # Someone else says "this IP is at my MAC" (a reply, or a gratuitous request): two
+        # stations answer for one of our IPs. An ARP probe (sender 0.0.0.0) says nothing.
+        return Drop(DropReason.ADDRESS_CONFLICT, arp.sender_ip, sender_mac=arp.sender_mac)
     if arp.op != ArpOp.REQUEST:
         return Drop(DropReason.ARP_REPLY, arp.target_ip)
     if eth_dst != BROADCAST_MAC and eth_dst != iface.mac:

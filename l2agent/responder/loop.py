@@ -38,7 +38,7 @@ import logging
 import socket
 import struct
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from ipaddress import IPv6Address
 from typing import Protocol
@@ -149,6 +149,8 @@ class Responder:
         self._groups: dict[bytes, set[IPv6Address]] = {}
         self._mld: socket.socket | None = None
         self._send_errors = 0
+        self.on_conflict: Callable[[IPAddress, bytes], None] | None = None
+        """Called when another MAC claims an IP this interface announces."""
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -302,6 +304,9 @@ class Responder:
             return Drop(DropReason.MALFORMED)
         if isinstance(outcome, Drop):
             self._counters.dropped(outcome.reason)
+            if outcome.reason == DropReason.ADDRESS_CONFLICT and self.on_conflict is not None:
+                assert outcome.ip is not None and outcome.sender_mac is not None
+                self.on_conflict(outcome.ip, outcome.sender_mac)
             if outcome.reason == DropReason.MALFORMED:
                 log.debug("%s: malformed frame (%s)", self.iface.name, outcome.detail)
             return outcome

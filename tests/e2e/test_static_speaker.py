@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,3 +79,22 @@ def test_changed_file_reloads_and_a_bad_file_keeps_the_last_good_config(
     time.sleep(2.5)
     assert str(MOVED) in static.owners()  # still announced from the last good config
     assert any("config rejected" in static.log_text(n) for n in static.lab.node_names)
+
+
+def test_another_station_claiming_an_owned_ip_is_counted_as_a_conflict(
+    static: LabSpeakers,
+) -> None:
+    owner = static.wait_owners([str(V4)])[str(V4)]
+    claim = (  # a gratuitous ARP reply from the client: "192.0.2.200 is at my MAC"
+        "from scapy.all import ARP, Ether, sendp\n"
+        "mac = open('/sys/class/net/eth0/address').read().strip()\n"
+        f"sendp(Ether(dst='ff:ff:ff:ff:ff:ff', src=mac) / ARP(op=2, hwsrc=mac, psrc='{V4}',"
+        f" hwdst='ff:ff:ff:ff:ff:ff', pdst='{V4}'), iface='{LAN_IF}', count=2, verbose=False)\n"
+    )
+    static.lab.exec(CLIENT, [sys.executable, "-c", claim])
+
+    def counted() -> bool:
+        text = static.fetch(owner, "/metrics") or ""
+        return f'l2agent_address_conflicts_total{{ip="{V4}"}} 2.0' in text
+
+    assert wait_until(counted, 10, interval=0.3)

@@ -30,7 +30,8 @@ def _l3() -> dict[str, tuple[Packet, bool]]:
     return {
         "arp request": (ARP(op=1, hwsrc=c, psrc="192.0.2.9", pdst="192.0.2.10"), True),
         "arp probe": (ARP(op=1, hwsrc=c, psrc="0.0.0.0", pdst="192.0.2.10"), True),
-        "arp reply": (ARP(op=2, hwsrc=c, psrc="192.0.2.9", pdst="192.0.2.10"), False),
+        "arp reply": (ARP(op=2, hwsrc=c, psrc="192.0.2.9", pdst="192.0.2.10"), True),
+        "arp rarp-ish op 3": (ARP(op=3, hwsrc=c, psrc="192.0.2.9", pdst="192.0.2.10"), False),
         "ns": (
             IPv6(src="2001:db8::9", dst="ff02::1:ff00:10", hlim=255)
             / ICMPv6ND_NS(tgt="2001:db8::10")

@@ -217,3 +217,30 @@ def test_dad_answered_to_all_nodes() -> None:
     pkt = Ether(out.frame)
     assert pkt.dst == "33:33:00:00:00:01" and pkt[IPv6].dst == "ff02::1"
     assert (pkt[ICMPv6ND_NA].S, pkt[ICMPv6ND_NA].O) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "frame"),
+    [
+        ("gratuitous reply", _arp(op=2, src=OTHER, psrc=str(V4), pdst=str(V4))),
+        ("gratuitous request", _arp(op=1, src=OTHER, psrc=str(V4), pdst=str(V4))),
+        ("reply to someone", _arp(op=2, src=OTHER, psrc=str(V4), pdst="192.0.2.99")),
+    ],
+)
+def test_another_mac_claiming_an_owned_ip_is_a_conflict(name: str, frame: bytes) -> None:
+    out = decide(frame, IFACE, OWNED)
+    assert isinstance(out, Drop)
+    assert (out.reason, out.ip, out.sender_mac) == (
+        DropReason.ADDRESS_CONFLICT,
+        V4,
+        parse_mac(OTHER),
+    )
+
+
+def test_claims_that_are_not_conflicts() -> None:
+    probe = _arp(op=1, src=OTHER, psrc="0.0.0.0", pdst=str(V4))  # DAD-style probe: answered
+    assert isinstance(decide(probe, IFACE, OWNED), Reply)
+    elsewhere = _arp(op=2, src=OTHER, psrc=str(V4), pdst=str(V4))
+    owned_on_other_iface: dict[IPAddress, frozenset[str] | None] = {V4: frozenset({"eth1"})}
+    out = decide(elsewhere, IFACE, owned_on_other_iface)
+    assert isinstance(out, Drop) and out.reason is DropReason.ARP_REPLY
