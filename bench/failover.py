@@ -608,6 +608,22 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | No
     return out
 
 
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` plus the cases only ``old`` has (each case keeps its own "measured" stamp)."""
+    cases = {}
+    for case in CASES:
+        if case in new["cases"]:
+            cases[case] = {**new["cases"][case], "measured": new["when"], "source": new["source"]}
+        elif case in old["cases"]:
+            kept = old["cases"][case]
+            cases[case] = {
+                **kept,
+                "measured": kept.get("measured", old["when"]),
+                "source": kept.get("source", old.get("source", "unknown")),
+            }
+    return {**new, "cases": cases, "ratios": ratios(cases)}
+
+
 def markdown(doc: dict[str, Any]) -> str:
     from bench._stats import Summary, render_table
 
@@ -629,7 +645,19 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Failover in the lab ({doc['when']}, kernel {doc['host']['kernel']}, UDP probes every "
         "2 ms; `make bench`)\n\n"
     )
-    return title + render_table(rows, ref)
+    stamps = sorted({(r.get("measured", ""), r.get("source", "")) for r in doc["cases"].values()})
+    foot = ""
+    if len(stamps) > 1:
+        foot = (
+            "\nRows were measured in separate runs (`--merge`): "
+            + "; ".join(
+                f"{', '.join(c for c, r in doc['cases'].items() if r.get('measured') == w)} "
+                f"at {w} ({src})"
+                for w, src in stamps
+            )
+            + ".\n"
+        )
+    return title + render_table(rows, ref) + foot
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -638,6 +666,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated subset")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the cases of the existing failover.json that this run does not measure",
+    )
     ap.add_argument(
         "--speaker-args", default="", help="extra `l2agent speaker` arguments (shell-quoted)"
     )
@@ -652,7 +685,10 @@ def main(argv: list[str] | None = None) -> int:
         doc = run(args.trials, cases, Path(tmp), shlex.split(args.speaker_args))
     doc["wall_seconds"] = round(time.monotonic() - started, 1)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "failover.json").write_text(json.dumps(doc, indent=1) + "\n")
+    previous = args.out_dir / "failover.json"
+    if args.merge and previous.exists():
+        doc = merge(json.loads(previous.read_text()), doc)
+    previous.write_text(json.dumps(doc, indent=1) + "\n")
     table = markdown(doc)
     (args.out_dir / "failover.md").write_text(table)
     print(table)

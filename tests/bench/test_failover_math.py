@@ -81,3 +81,22 @@ def test_ratios_and_markdown_from_a_result_document() -> None:
     assert "30.0x" in table and "55.0x" in table
     sigterm = next(line for line in table.splitlines() if "SIGTERM" in line)
     assert "x |" not in sigterm  # no ratio for our own non-reference rows
+
+
+def test_merge_keeps_old_cases_and_recomputes_ratios() -> None:
+    from bench.failover import merge
+
+    def case(median: float) -> dict:
+        return {"summary": {"n": 1, "min": median, "median": median, "p95": median, "max": median}}
+
+    old = {
+        "when": "t1",
+        "source": "a",
+        "cases": {"l2agent-link-down": case(0.06), "keepalived-default": case(3.0)},
+    }
+    new = {"when": "t2", "source": "b", "cases": {"l2agent-link-down": case(0.1)}}
+    doc = merge(old, new)
+    assert doc["cases"]["l2agent-link-down"]["measured"] == "t2"
+    assert doc["cases"]["keepalived-default"]["measured"] == "t1"
+    assert doc["cases"]["keepalived-default"]["source"] == "a"
+    assert doc["ratios"]["keepalived-default"]["median"] == pytest.approx(30.0)
