@@ -124,6 +124,12 @@ class GossipConfig:
     round-robin target, so their failure is seen within one interval."""
     emit_suspect_events: bool = True
     """Extension: emit `MemberSuspected` when we start suspecting a member."""
+    probe_copies: int = 1
+    """Extension (1 = memberlist): copies of each direct ping, indirect ping request and
+    direct refutation sent back to back (same sequence number; any ack counts). Under
+    independent loss p per packet a direct probe fails with (1-(1-p)^2)^copies instead of
+    1-(1-p)^2: at 19% node-to-node loss, 34% -> 4% with 3 copies. Go peers just answer
+    each ping."""
     refute_directly: bool = False
     """Extension: when accused (suspect/dead about us), also send the refuting alive message
     straight to every live member at once, besides gossiping it. In a 3-node cluster the
@@ -154,6 +160,8 @@ class GossipConfig:
             raise LocalError("label longer than 255 bytes")
         if self.udp_buffer_size < 64:
             raise LocalError("udp_buffer_size too small")
+        if not 1 <= self.probe_copies <= 8:
+            raise LocalError("probe_copies must be between 1 and 8")
         if self.dead_after_confirmations < 0:
             raise LocalError("dead_after_confirmations must be >= 0")
         try:
@@ -285,6 +293,7 @@ def fast(name: str, **overrides: Any) -> GossipConfig:
         gossip_to_the_dead_time=10.0,
         dead_after_confirmations=0,
         refute_directly=True,
+        probe_copies=3,
     )
     return GossipConfig(name=name, **{**values, **overrides})
 

@@ -474,7 +474,8 @@ class Engine:
         data = self._encode_gossip(alive)
         for e in self.table.nodes:
             if e.name != self._name and e.state in (NodeState.ALIVE, NodeState.SUSPECT):
-                self._send(e.address, [data], e)
+                for _ in range(self.config.probe_copies):
+                    self._send(e.address, [data], e)
 
     def _relay_timeout(self, relay: Relay) -> None:
         if relay.nack:
@@ -558,10 +559,13 @@ class Engine:
         ping = encode_message(Ping(probe.seq, target.name, self._addr, self._name, self._port))
         if target.state is NodeState.ALIVE:
             self._send_piggyback(target.address, ping, target)
+            for _ in range(self.config.probe_copies - 1):
+                self._send(target.address, [ping], target)
         else:
             # Tell a suspect it is suspected so it can refute at once (Lifeguard buddy system).
             sus = encode_message(Suspect(target.incarnation, target.name, self._name))
-            self._send(target.address, [ping, sus], target)
+            for _ in range(self.config.probe_copies):
+                self._send(target.address, [ping, sus], target)
 
     def _advance_probe(self, probe: Probe, now: float) -> None:
         if probe.phase is ProbePhase.DIRECT:
@@ -613,7 +617,10 @@ class Engine:
                 source_node=self._name,
                 source_port=self._port,
             )
-            self._send_piggyback(relay.address, encode_message(req), relay)
+            data = encode_message(req)
+            self._send_piggyback(relay.address, data, relay)
+            for _ in range(self.config.probe_copies - 1):
+                self._send(relay.address, [data], relay)
         if not self.config.disable_tcp_pings and target.pmax >= 3:
             conn_id = self._new_conn()
             ping = Ping(probe.seq, target.name, self._addr, self._name, self._port)
