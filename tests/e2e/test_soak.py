@@ -23,12 +23,6 @@ if REPO not in sys.path:
     shutil.which("iptables") is None or shutil.which("ip6tables") is None,
     reason="needs iptables/ip6tables for the random loss (scripts/install-deps.sh installs them)",
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: the shipped `fast` gossip preset declares healthy members dead under 10 % "
-    "loss per link and a busy CPU (~140 ownership changes a minute; bench/results/soak.json, "
-    "bench/results/soak_sim*.json). Strict: this fails loudly once fixed; drop the marker then.",
-)
 def test_one_minute_soak_moves_no_ip(tmp_path: Path) -> None:
     from bench.soak import run_soak
 
