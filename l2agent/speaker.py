@@ -148,6 +148,9 @@ class Speaker:
         """Called after every replan (Kubernetes mode mirrors the plan into ServiceL2Status)."""
         self.ready_checks: list[Callable[[], bool]] = [membership.ready]
         """All must hold for /readyz (e.g. the Kubernetes caches have synced)."""
+        self.on_started: list[Callable[[], None]] = []
+        """Called once joined and serving (e.g. raise the scheduling priority: start-up's
+        imports and parsing must not run ahead of every other process on the CPU)."""
         self.on_shutdown: list[Callable[[], None]] = []
         """Called once the speaker has stopped answering (e.g. stop the watches)."""
         self._stopping = asyncio.Event()
@@ -329,6 +332,8 @@ class Speaker:
         self._replan("start")
         await self.membership.start()
         self._replan("joined")
+        for hook in self.on_started:
+            hook()
         watcher = asyncio.create_task(self._watch_files())
         try:
             await self._stopping.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import sys
@@ -66,7 +67,7 @@ def options_from(args: argparse.Namespace) -> SpeakerOptions:
     )
 
 
-def raise_priority(priority: int) -> bool:
+def raise_priority(priority: int) -> None:
     """Ask for SCHED_RR at ``priority`` (keepalived's ``vrrp_rt_priority`` idea).
 
     The speaker needs a few percent of a CPU, but it needs it within milliseconds: a probe
@@ -74,7 +75,7 @@ def raise_priority(priority: int) -> bool:
     throttling (95% by default) still keeps a runaway speaker from locking a CPU.
     """
     if priority <= 0:
-        return False
+        return
     try:
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
     except (OSError, AttributeError) as exc:
@@ -84,14 +85,12 @@ def raise_priority(priority: int) -> bool:
             priority,
             exc,
         )
-        return False
+        return
     log.info("running at SCHED_RR priority %d", priority)
-    return True
 
 
 def run_speaker(args: argparse.Namespace) -> int:
     logs.setup(args.log_level)
-    raise_priority(args.realtime_priority)
     if not args.node_name:
         print("l2agent speaker: --node-name (or $NODE_NAME) is required", file=sys.stderr)
         return 2
@@ -101,6 +100,7 @@ def run_speaker(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         speaker = Speaker(options_from(args), build_membership(args, args.node_name))
+        speaker.on_started.append(functools.partial(raise_priority, args.realtime_priority))
         if args.kubeconfig:
             from l2agent.kube_speaker import attach_kube_source
 
