@@ -1,9 +1,9 @@
 """A minimal data-plane driver for the lab: responder + announcer on one interface.
 
 Run inside a node namespace: ``python -m l2agent.lab.respond --iface eth0 [--own IP ...]``.
-It wires the real pieces together exactly as a speaker does for one interface
-(``NetlinkInventory`` -> ``Responder`` + ``AnnounceSchedule`` + ``Sender``), without any
-election: the test (or a person) says which IPs this node owns, on stdin, one command a line:
+It runs the speaker's data plane (``l2agent.dataplane.DataPlane``: netlink inventory,
+responders, announce schedule and sender) for one interface, without any election: the test
+(or a person) says which IPs this node owns, on stdin, one command a line:
 
 - ``own IP [IP ...]``: this node now owns exactly these IPs (``own`` alone: none); gains are
   announced at once (then per the schedule), losses stop being answered at once;
@@ -23,12 +23,11 @@ import logging
 import sys
 from collections.abc import Mapping
 
-from l2agent.announce.schedule import AnnounceConfig, AnnounceSchedule
-from l2agent.announce.sender import Sender
-from l2agent.interfaces.inventory import Interface, reannounce_needed
-from l2agent.interfaces.netlink import NetlinkInventory
+from l2agent.announce.schedule import AnnounceConfig
+from l2agent.dataplane import DataPlane
+from l2agent.interfaces.inventory import Interface
+from l2agent.model.crds import InterfaceSelection
 from l2agent.model.types import IPAddress, format_mac
-from l2agent.responder.decide import InterfaceView
 from l2agent.responder.loop import MemoryCounters, Responder
 
 log = logging.getLogger(__name__)
@@ -40,81 +39,34 @@ def _emit(obj: object) -> None:
 
 
 class Driver:
-    """Owns the responder, schedule and sender for one interface, on one event loop."""
+    """The speaker's own data plane (:class:`l2agent.dataplane.DataPlane`) told to announce
+    ``own``'s IPs on one interface: what a speaker does once its plan is made."""
 
     def __init__(self, ifname: str, config: AnnounceConfig) -> None:
         self.ifname = ifname
         self.counters = MemoryCounters()
-        self.schedule = AnnounceSchedule(config)
-        self.responders: dict[str, Responder] = {}
-        self.sender = Sender(self.responders, self.counters)
-        self.inventory = NetlinkInventory(on_change=self._inventory_changed)
+        self.plane = DataPlane(self.counters, config)
         self.owned: frozenset[IPAddress] = frozenset()
         self._loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def responders(self) -> Mapping[str, Responder]:
+        return self.plane.responders
 
     async def start(self) -> Interface:
-        inv = await self.inventory.start()
-        iface = inv.get(self.ifname)
-        if iface is None:
-            raise SystemExit(f"no interface {self.ifname!r} in this namespace")
-        self._open(iface)
+        await self.plane.start()
+        iface = self.plane.inventory.get(self.ifname)
+        if iface is None or self.ifname not in self.plane.responders:
+            raise SystemExit(f"no eligible interface {self.ifname!r} in this namespace")
         return iface
-
-    def _open(self, iface: Interface) -> None:
-        view = InterfaceView(iface.name, iface.mac, iface.link_local)
-        responder = Responder(view, iface.index, self.counters, self.owned)
-        responder.open()
-        self.responders[iface.name] = responder
-
-    def _inventory_changed(
-        self, before: Mapping[str, Interface], after: Mapping[str, Interface]
-    ) -> None:
-        new = after.get(self.ifname)
-        old = before.get(self.ifname)
-        responder = self.responders.get(self.ifname)
-        if new is None:
-            if responder is not None:
-                responder.close()
-                del self.responders[self.ifname]
-            return
-        if responder is None or (old is not None and old.index != new.index):
-            if responder is not None:
-                responder.close()
-            self._open(new)
-        else:
-            responder.update_interface(InterfaceView(new.name, new.mac, new.link_local))
-        if reannounce_needed(old, new):
-            self.schedule.interface_changed(self.ifname, self._loop.time())
-            self._rearm()
 
     def own(self, ips: frozenset[IPAddress]) -> None:
         self.owned = ips
-        responder = self.responders.get(self.ifname)
-        if responder is not None:
-            responder.set_owned(ips)
-        self.schedule.set_desired({self.ifname: ips}, self._loop.time())
-        self._rearm()
-
-    def _tick(self) -> None:
-        self._timer = None
-        self.sender.send(self.schedule.tick(self._loop.time()))
-        self._rearm()
-
-    def _rearm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self.schedule.next_deadline()
-        if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._tick)
+        here = InterfaceSelection(False, frozenset({self.ifname}))
+        self.plane.apply(dict.fromkeys(ips, here))
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        for responder in self.responders.values():
-            responder.close()
-        self.inventory.close()
+        self.plane.close()
 
 
 def _parse_ips(words: list[str]) -> frozenset[IPAddress]:
