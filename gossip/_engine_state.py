@@ -28,6 +28,8 @@ class EngineCounters:
     stream_bytes_out: int = 0
     probes: int = 0
     probe_failures: int = 0
+    refutations: int = 0
+    """Times we were accused (suspect/dead about us) and refuted with a new incarnation."""
     drops: dict[DropReason, int] = field(default_factory=dict)
     malformed: dict[MalformedReason, int] = field(default_factory=dict)
 

@@ -492,6 +492,7 @@ class Engine:
             self._queue.queue(msg.node, self._encode_gossip(msg))
         entry = change.entry
         if kind is ChangeKind.REFUTED:
+            self.counters.refutations += 1
             self.awareness.apply_delta(1)
             if self.config.refute_directly and change.rebroadcast is not None:
                 self._refute_directly(change.rebroadcast)

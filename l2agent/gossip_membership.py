@@ -100,6 +100,19 @@ class GossipMembership(Membership):
         if self._join:
             await self._join_missing()
         self._tasks.append(asyncio.create_task(self._keep_joining()))
+        self._tasks.append(asyncio.create_task(self._count_refutations()))
+
+    async def _count_refutations(self) -> None:
+        """Refuting happens inside the engine with no event; report its counter's growth."""
+        seen = 0
+        while True:
+            await asyncio.sleep(1.0)
+            if self.runtime is None:
+                continue
+            now = self.runtime.engine.counters.refutations
+            for _ in range(now - seen):
+                self.refuted()
+            seen = now
 
     def _missing(self) -> list[Address]:
         """Join addresses with no live member behind them (never joined, or declared dead)."""

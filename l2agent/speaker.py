@@ -65,6 +65,7 @@ class Membership:
 
     on_change: Callable[[str], None] = staticmethod(lambda why: None)
     suspected: Callable[[], None] = staticmethod(lambda: None)
+    refuted: Callable[[], None] = staticmethod(lambda: None)
 
     def live(self) -> frozenset[str] | None:
         """Names of live members (alive or suspect); None: take the Node objects."""
@@ -157,6 +158,7 @@ class Speaker:
         self._health: HealthServer | None = None
         membership.on_change = self._membership_changed
         membership.suspected = self.metrics.suspicion_raised
+        membership.refuted = self.metrics.suspicion_refuted
 
     # -- inputs -------------------------------------------------------------------------------
 

@@ -485,6 +485,7 @@ def test_refute_directly_sends_the_alive_to_every_live_member_at_once(direct: bo
     inc = accused.local_member().incarnation
     accused.handle_packet(encode_message(Suspect(inc, "n1", "n0")), c.addrs[0], c.now)
     assert accused.local_member().incarnation == inc + 1
+    assert accused.counters.refutations == 1
     # Before any gossip tick: only the extension sends the refutation right away.
     sent_to = {p.addr for p in accused.packets_to_send()}
     assert sent_to == ({c.addrs[0], c.addrs[2]} if direct else set())
