@@ -102,10 +102,10 @@ class StaticMembership(Membership):
         return None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Owned:
-    since: float
     wall_since: float
+    """Unix time this node started announcing the IP (for /status)."""
 
 
 class Speaker:
@@ -165,6 +165,9 @@ class Speaker:
     def load_config(self) -> bool:
         """(Re)read the config files; a bad file keeps the last good config. True if applied."""
         paths = self.options.config_paths
+        # Remember what we read, good or bad: a bad file is retried when it changes again
+        # (or on SIGHUP), not logged every second.
+        self._mtimes = {p: _mtime(p) for p in paths}
         try:
             objects = load_yaml_files(paths)
             result = build_state(objects)
@@ -181,7 +184,6 @@ class Speaker:
             return False
         self.state = result.state
         self.metrics.config_reloaded()
-        self._mtimes = {p: _mtime(p) for p in paths}
         self.log.info("config loaded from %s", ", ".join(str(p) for p in paths))
         return True
 
@@ -246,8 +248,6 @@ class Speaker:
         )
 
     def _apply(self, announcements: Mapping[IPAddress, InterfaceSelection], why: str) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
         before = set(self._owned)
         after = set(announcements)
         for ip in sorted(before - after, key=_ip_key):
@@ -256,7 +256,7 @@ class Speaker:
             self.metrics.ownership_changed(ip, OwnershipChange.LOST)
             self.log.info("stopped announcing %s (%s)", ip, why)
         for ip in sorted(after - before, key=_ip_key):
-            self._owned[ip] = _Owned(now, time.time())
+            self._owned[ip] = _Owned(time.time())
             failed_at = self._failed_at.get(self._previous_owner.get(ip) or "")
             if failed_at is not None:
                 self._timing[ip] = failed_at
