@@ -586,8 +586,8 @@ RATIO_CASES = ("keepalived-default", "keepalived-tuned", "memberlist-lan", "memb
 
 NOTES = {
     "l2agent-sigkill": "node stays up, so the client loses nothing",
-    "l2agent-rolling": "no probe lost; the gap is the prober stalling while a restarting "
-    "SCHED_RR speaker holds a CPU (2-core lab; 6-9 ms with --realtime-priority 0)",
+    "l2agent-rolling": "longest gap between replies across a restart of every speaker; "
+    "no probe lost",
     "memberlist-lan": "MetalLB's lower bound (detection only)",
     "memberlist-tuned": "detection only",
 }
