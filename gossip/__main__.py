@@ -43,7 +43,6 @@ from gossip.keyring import KEY_SIZES, Keyring, metallb_key
 
 log = logging.getLogger("gossip")
 
-_PRESETS = {"lan": presets.lan, "wan": presets.wan, "local": presets.local, "fast": presets.fast}
 _EVENT_NAMES: dict[type, str] = {
     MemberJoined: "join",
     MemberUpdated: "update",
@@ -78,7 +77,7 @@ def read_key(path: Path) -> bytes:
 def build_config(args: argparse.Namespace) -> GossipConfig:
     bind_ip, bind_port = args.bind
     adv_ip, adv_port = args.advertise if args.advertise else ("", 0)
-    config = _PRESETS[args.preset](
+    config = presets.PRESETS[args.preset](
         args.name,
         bind_addr=bind_ip,
         bind_port=bind_port,
@@ -97,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--join", type=_addr, nargs="+", default=[], action="extend")
     p.add_argument("--key-file", type=Path, help="AES key: hex or 16/24/32 raw bytes")
     p.add_argument("--metallb-secret-file", type=Path, help="derive the key as MetalLB does")
-    p.add_argument("--preset", choices=sorted(_PRESETS), default="lan")
+    p.add_argument("--preset", choices=sorted(presets.PRESETS), default="lan")
     p.add_argument("--label", default="")
     p.add_argument("--meta", default="", help="node metadata as hex (at most 512 bytes)")
     p.add_argument("--state", default="", help="push/pull user state as hex")

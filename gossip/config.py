@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -323,3 +323,12 @@ def with_settings(config: GossipConfig, items: Iterable[str]) -> GossipConfig:
         except ValueError as exc:
             raise LocalError(f"gossip setting {key}: {value!r} is not a {kind}") from exc
     return dataclasses.replace(config, **changes)
+
+
+PRESETS: dict[str, Callable[..., GossipConfig]] = {
+    "lan": lan,
+    "wan": wan,
+    "local": local,
+    "fast": fast,
+}
+"""Preset name -> factory, for command lines (`python -m gossip`, `l2agent speaker`)."""

@@ -41,8 +41,7 @@ def build_membership(args: argparse.Namespace, node: str) -> Membership:
 
     bind_ip, bind_port = _addr(args.bind_addr)
     adv_ip, adv_port = _addr(args.advertise_addr) if args.advertise_addr else (bind_ip, bind_port)
-    make = {"fast": presets.fast, "lan": presets.lan, "wan": presets.wan, "local": presets.local}
-    config = make[args.gossip_preset](
+    config = presets.PRESETS[args.gossip_preset](
         node, bind_addr=bind_ip, bind_port=bind_port, advertise_addr=adv_ip, advertise_port=adv_port
     )
     config = presets.with_settings(config, args.gossip_set)
