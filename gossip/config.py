@@ -301,7 +301,9 @@ def fast(name: str, **overrides: Any) -> GossipConfig:
 def with_settings(config: GossipConfig, items: Iterable[str]) -> GossipConfig:
     """`config` with `field=value` texts applied (command-line `--set`), typed per field.
 
-    Every knob stays reachable from the command line without a flag per field.
+    Every knob stays reachable from the command line without a flag per field. Each value is
+    parsed by its field's type (a tuple field takes a comma-separated list) and anything that
+    does not parse is refused: a typo such as `flase` must not turn silently into False.
     """
     types = {f.name: str(f.type) for f in dataclasses.fields(GossipConfig)}
     changes: dict[str, Any] = {}
@@ -310,19 +312,35 @@ def with_settings(config: GossipConfig, items: Iterable[str]) -> GossipConfig:
         key = key.strip().replace("-", "_")
         if not sep or key not in types:
             raise LocalError(f"unknown gossip setting {item!r} (want FIELD=VALUE)")
-        kind = types[key]
-        try:
-            if kind == "bool":
-                changes[key] = value.strip().lower() in ("1", "true", "yes", "on")
-            elif kind == "int":
-                changes[key] = int(value)
-            elif kind == "float":
-                changes[key] = float(value)
-            else:
-                changes[key] = value
-        except ValueError as exc:
-            raise LocalError(f"gossip setting {key}: {value!r} is not a {kind}") from exc
+        changes[key] = _parse_setting(key, types[key], value.strip())
     return dataclasses.replace(config, **changes)
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _parse_setting(key: str, kind: str, value: str) -> Any:
+    """One `--gossip-set` value parsed as the field's annotated type, or LocalError."""
+    try:
+        if kind == "bool":
+            lowered = value.lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind.startswith("tuple[str"):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if kind == "str":
+            return value
+    except ValueError:
+        raise LocalError(f"gossip setting {key}: {value!r} is not a {kind}") from None
+    raise LocalError(f"gossip setting {key}: fields of type {kind} cannot be set")
 
 
 PRESETS: dict[str, Callable[..., GossipConfig]] = {

@@ -39,7 +39,9 @@ from gossip.events import (
     MemberRecovered,
     MemberSuspected,
     MemberUpdated,
+    ProbeAcked,
     ProtocolViolation,
+    Refuted,
     UserMessage,
 )
 from gossip.hooks import StateHooks
@@ -326,17 +328,19 @@ class Engine:
         if st is not None:
             self._end_stream(st, ok=False, now=now, close=False)
 
-    def join(self, addrs: Sequence[Address], now: float) -> None:
-        """Push/pull (Join=true) with each address; `JoinFinished` when all have ended."""
+    def join(self, addrs: Sequence[Address], now: float) -> int:
+        """Push/pull (Join=true) with each address; `JoinFinished(batch)` when all have
+        ended. Returns the batch number."""
         self._now = now
         self._batch_seq += 1
         batch = self._batch_seq
         if not addrs:
-            self._events.append(JoinFinished(0, (), now))
-            return
+            self._events.append(JoinFinished(batch, 0, (), now))
+            return batch
         self._batches[batch] = JoinBatch(pending=len(addrs))
         for addr in addrs:
             self._open_push_pull(addr, join=True, now=now, batch=batch)
+        return batch
 
     def leave(self, now: float) -> None:
         """Announce a graceful leave (dead about ourselves, From = us)."""
@@ -443,8 +447,7 @@ class Engine:
             self._drop(DropReason.PING_NOT_FOR_US, ping.node, src, self._now)
             return
         to = self._reply_addr(ping.source_addr, ping.source_port, src)
-        entry = self.table.get(ping.source_node) if ping.source_node else None
-        self._send_piggyback(to, encode_message(AckResp(ping.seq_no)), entry)
+        self._send_piggyback(to, encode_message(AckResp(ping.seq_no)))
 
     def _on_indirect(self, ind: IndirectPingReq, src: Address, now: float) -> None:
         if len(self._tracker.relays) >= _MAX_RELAYS:
@@ -456,17 +459,19 @@ class Engine:
         )
         target = (str(addr_from_bytes(ind.target)), ind.port or self.config.bind_port)
         ping = Ping(relay.seq, ind.node, self._addr, self._name, self._port)
-        self._send_piggyback(target, encode_message(ping), self.table.get(ind.node))
+        self._send_piggyback(target, encode_message(ping))
 
     def _on_ack(self, ack: AckResp, now: float) -> None:
         done = self._tracker.ack(ack.seq_no)
         if done is None:
             self.counters.drop(DropReason.UNKNOWN_ACK)
         elif isinstance(done, Relay):
-            self._send_piggyback(done.requester, encode_message(AckResp(done.their_seq)), None)
+            self._send_piggyback(done.requester, encode_message(AckResp(done.their_seq)))
         else:
             # any success of a probe whose ping went out improves our health (memberlist)
             self.awareness.apply_delta(-1)
+            if done.phase is ProbePhase.DIRECT:
+                self._events.append(ProbeAcked(done.target, now - done.started, now))
             self._close_tcp_ping(done)
             self._probe_finished(done, now)
 
@@ -479,7 +484,7 @@ class Engine:
 
     def _relay_timeout(self, relay: Relay) -> None:
         if relay.nack:
-            self._send_piggyback(relay.requester, encode_message(NackResp(relay.their_seq)), None)
+            self._send_piggyback(relay.requester, encode_message(NackResp(relay.their_seq)))
 
     # ================================================================== membership changes
 
@@ -494,6 +499,7 @@ class Engine:
         if kind is ChangeKind.REFUTED:
             self.counters.refutations += 1
             self.awareness.apply_delta(1)
+            self._events.append(Refuted(self.table.local.incarnation, now))
             if self.config.refute_directly and change.rebroadcast is not None:
                 self._refute_directly(change.rebroadcast)
         elif kind is ChangeKind.CONFLICT:
@@ -559,7 +565,7 @@ class Engine:
         self.counters.probes += 1
         ping = encode_message(Ping(probe.seq, target.name, self._addr, self._name, self._port))
         if target.state is NodeState.ALIVE:
-            self._send_piggyback(target.address, ping, target)
+            self._send_piggyback(target.address, ping)
             for _ in range(self.config.probe_copies - 1):
                 self._send(target.address, [ping], target)
         else:
@@ -619,7 +625,7 @@ class Engine:
                 source_port=self._port,
             )
             data = encode_message(req)
-            self._send_piggyback(relay.address, data, relay)
+            self._send_piggyback(relay.address, data)
             for _ in range(self.config.probe_copies - 1):
                 self._send(relay.address, [data], relay)
         if not self.config.disable_tcp_pings and target.pmax >= 3:
@@ -793,7 +799,9 @@ class Engine:
                     batch.failed.append(st.peer)
                 if batch.pending <= 0:
                     del self._batches[st.batch]
-                    self._events.append(JoinFinished(batch.succeeded, tuple(batch.failed), now))
+                    self._events.append(
+                        JoinFinished(st.batch, batch.succeeded, tuple(batch.failed), now)
+                    )
 
     def _expire_streams(self, now: float) -> None:
         for st in [s for s in self._streams.values() if now >= s.deadline]:
@@ -803,11 +811,10 @@ class Engine:
 
     # ================================================================== sending
 
-    def _send_piggyback(self, addr: Address, msg: bytes, entry: NodeEntry | None) -> None:
+    def _send_piggyback(self, addr: Address, msg: bytes) -> None:
         """Send a probe-type message topped up with queued broadcasts.
 
-        memberlist sends these by address only, so they carry no CRC (spec §5.1); `entry`
-        is accepted for symmetry and ignored.
+        memberlist sends these by address only, so they carry no CRC (spec §5.1).
         """
         avail = self._budget() - len(msg)
         extra = self._take_broadcasts(avail) if avail > 0 else []

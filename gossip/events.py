@@ -20,7 +20,9 @@ __all__ = [
     "MemberState",
     "MemberSuspected",
     "MemberUpdated",
+    "ProbeAcked",
     "ProtocolViolation",
+    "Refuted",
     "UserMessage",
 ]
 
@@ -131,10 +133,32 @@ class UserMessage:
 
 @dataclass(frozen=True, slots=True)
 class JoinFinished:
-    """Every push/pull started by one `join()` call has ended."""
+    """Every push/pull started by one `join()` call has ended.
 
+    `batch` is the number `Engine.join` returned, so a caller with several joins in flight
+    resolves each wait with its own result.
+    """
+
+    batch: int
     succeeded: int
     failed: tuple[Address, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Refuted:
+    """Someone accused us (suspect or dead) and we refuted with `incarnation` (extension)."""
+
+    incarnation: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeAcked:
+    """A direct probe of ours was acked after `rtt` seconds (extension; feeds RTT metrics)."""
+
+    name: str
+    rtt: float
     at: float
 
 
@@ -157,5 +181,7 @@ Event = (
     | MemberRecovered
     | UserMessage
     | JoinFinished
+    | Refuted
+    | ProbeAcked
     | ProtocolViolation
 )

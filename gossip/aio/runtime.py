@@ -14,8 +14,7 @@ import asyncio
 import ipaddress
 import logging
 import random
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from gossip.actions import Address
 from gossip.aio.tcp import StreamCallbacks, TcpStreams
@@ -53,7 +52,7 @@ class GossipRuntime:
                 flush=self._flush,
             )
         )
-        self._join_waiters: deque[asyncio.Future[JoinFinished]] = deque()
+        self._join_waiters: dict[int, asyncio.Future[JoinFinished]] = {}
         self._leave_waiter: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -101,13 +100,27 @@ class GossipRuntime:
     def alive_members(self) -> list[Member]:
         return self.engine.alive_members()
 
+    @property
+    def health_score(self) -> int:
+        """Lifeguard's local health (0 = healthy; higher: this node is the slow one)."""
+        return self.engine.health_score
+
+    def pin(self, names: Iterable[str]) -> None:
+        """Probe these members every interval besides the round robin (the owners whose
+        IPs this node would take over)."""
+        self.engine.set_pinned_targets(names)
+
     async def join(self, addrs: Sequence[Address], timeout: float | None = None) -> JoinFinished:
-        """Push/pull join with each address; returns when every attempt has ended."""
+        """Push/pull join with each address; returns when every attempt of this call has
+        ended (other joins in flight resolve their own waits)."""
         waiter: asyncio.Future[JoinFinished] = self._loop.create_future()
-        self._join_waiters.append(waiter)
-        self.engine.join(list(addrs), self._loop.time())
+        batch = self.engine.join(list(addrs), self._loop.time())
+        self._join_waiters[batch] = waiter
         self._flush()
-        return await asyncio.wait_for(waiter, timeout)
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        finally:
+            self._join_waiters.pop(batch, None)
 
     async def leave(self, timeout: float) -> bool:
         """Announce a graceful leave; True once it has been gossiped its full count."""
@@ -186,9 +199,9 @@ class GossipRuntime:
         for action in engine.streams_to_open():
             self._tcp.execute(action)
         while (event := engine.next_event()) is not None:
-            if isinstance(event, JoinFinished) and self._join_waiters:
-                waiter = self._join_waiters.popleft()
-                if not waiter.done():
+            if isinstance(event, JoinFinished):
+                waiter = self._join_waiters.pop(event.batch, None)
+                if waiter is not None and not waiter.done():
                     waiter.set_result(event)
             try:
                 self.events.put_nowait(event)

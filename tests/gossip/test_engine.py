@@ -26,7 +26,9 @@ from gossip.events import (
     MemberLeft,
     MemberSuspected,
     MemberUpdated,
+    ProbeAcked,
     ProtocolViolation,
+    Refuted,
     UserMessage,
 )
 from gossip.keyring import Keyring
@@ -156,22 +158,35 @@ class EnginePair:
 
 def test_join_exchanges_state_both_ways() -> None:
     c = EnginePair(2)
-    c.engines[1].join([c.addrs[0]], 0.0)
+    batch = c.engines[1].join([c.addrs[0]], 0.0)
     c.pump()
     assert {m.name for m in c.engines[0].members()} == {"n0", "n1"}
     assert {m.name for m in c.engines[1].members()} == {"n0", "n1"}
-    assert c.of(1, JoinFinished) == [JoinFinished(1, (), 0.0)]
+    assert c.of(1, JoinFinished) == [JoinFinished(batch, 1, (), 0.0)]
     assert [e.member.name for e in c.of(0, MemberJoined)] == ["n0", "n1"]
 
 
 def test_join_to_nobody_fails_cleanly() -> None:
     c = EnginePair(1)
-    c.engines[0].join([("198.51.100.7", 7946)], 0.0)
+    batch = c.engines[0].join([("198.51.100.7", 7946)], 0.0)
     c.pump()
-    assert c.of(0, JoinFinished) == [JoinFinished(0, (("198.51.100.7", 7946),), 0.0)]
-    c.engines[0].join([], 0.0)
+    assert c.of(0, JoinFinished) == [JoinFinished(batch, 0, (("198.51.100.7", 7946),), 0.0)]
+    empty = c.engines[0].join([], 0.0)
     c.pump()
-    assert c.of(0, JoinFinished)[-1].succeeded == 0
+    assert c.of(0, JoinFinished)[-1] == JoinFinished(empty, 0, (), 0.0)
+
+
+def test_two_joins_in_flight_each_finish_with_their_own_batch() -> None:
+    c = EnginePair(3)
+    first = c.engines[2].join([c.addrs[0]], 0.0)
+    second = c.engines[2].join([c.addrs[1], ("198.51.100.7", 7946)], 0.0)
+    assert first != second
+    c.pump()
+    finished = {e.batch: e for e in c.of(2, JoinFinished)}
+    assert finished[first].succeeded == 1
+    assert finished[first].failed == ()
+    assert finished[second].succeeded == 1
+    assert finished[second].failed == (("198.51.100.7", 7946),)
 
 
 def test_three_members_converge_and_probe_quietly() -> None:
@@ -183,6 +198,10 @@ def test_three_members_converge_and_probe_quietly() -> None:
         assert c.engines[i].health_score == 0
         assert c.engines[i].counters.probe_failures == 0
         assert not c.of(i, MemberSuspected)
+        acks = c.of(i, ProbeAcked)
+        assert acks, "every member probes and is acked"
+        assert {a.name for a in acks} == {f"n{j}" for j in range(3)} - {f"n{i}"}
+        assert all(0.0 <= a.rtt <= c.engines[i].config.probe_timeout for a in acks)
 
 
 def test_crashed_member_is_declared_dead_at_suspicion_timeout() -> None:
@@ -232,6 +251,10 @@ def test_suspected_member_refutes_and_stays_alive() -> None:
     for i in range(3):
         assert c.state(i, "n1") is NodeState.ALIVE
     assert c.engines[1].health_score >= 0
+    # the refutation is an event (callers count it without polling the counters)
+    assert [e.incarnation for e in c.of(1, Refuted)] == [inc + 1]
+    assert c.engines[1].counters.refutations == 1
+    assert not c.of(0, Refuted)
 
 
 def test_graceful_leave_is_seen_as_leave() -> None:
