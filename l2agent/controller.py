@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import re
 import signal
 import threading
 from collections.abc import Iterable, Mapping
@@ -273,18 +272,6 @@ def _ref_key(obj: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
 
 
-_REF = re.compile(r"^(IPAddressPool|L2Advertisement) ([^\s:]+)")
-
-
-def _config_ref(message: str, namespace: str) -> ObjectRef | None:
-    """The object a build_state error names, for an Event on it."""
-    m = _REF.match(message)
-    if m is None:
-        return None
-    name = m.group(2).rsplit("/", 1)[-1]
-    return ObjectRef(m.group(1), name, namespace, "metallb.io/v1beta1")
-
-
 # ---------------------------------------------------------------------------- I/O part
 
 
@@ -430,7 +417,7 @@ class Controller:
         """The config in force: the current one if valid, else the last good one."""
         current = self._watched.objects("ipaddresspools", "l2advertisements", "namespaces")
         checked = build_state(current)
-        if checked.ok:
+        if not checked.blocking:
             if self._good_config != current and self.metrics is not None:
                 self.metrics.config_reloaded()
             self._good_config = current
@@ -440,12 +427,17 @@ class Controller:
             self._rejected_config = current
             if self.metrics is not None:
                 self.metrics.config_rejected()
-            for msg in checked.errors:
-                ref = _config_ref(msg, self.config.namespace)
-                if ref is not None:
-                    self.events.warning(ref, Reason.INVALID_CONFIG, msg)
+            for problem in checked.blocking:
+                ref = ObjectRef(
+                    problem.kind,
+                    problem.name,
+                    problem.namespace or self.config.namespace,
+                    "metallb.io/v1beta1",
+                )
+                self.events.warning(ref, Reason.INVALID_CONFIG, problem.message)
             log.error(
-                "configuration rejected, keeping the last good one: %s", "; ".join(checked.errors)
+                "configuration rejected, keeping the last good one: %s",
+                "; ".join(p.message for p in checked.blocking),
             )
         return (self._good_config or []), checked
 

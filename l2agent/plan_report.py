@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from l2agent.errors import ConfigError
+from l2agent.model.problems import ObjectProblem, ProblemReason
 from l2agent.model.snapshot import BuildResult, build_state
 from l2agent.plan import ServicePlan, explain
 from l2agent.static import load_yaml_files
@@ -35,8 +36,24 @@ class PlanReport:
     services: tuple[ServicePlan, ...]
     members: tuple[str, ...]
     members_from: str
-    errors: tuple[str, ...]
-    unsupported: tuple[str, ...]
+    problems: tuple[ObjectProblem, ...]
+    """Every object left out of the plan, or only reported (kinds this build does not act on)."""
+    notes: tuple[str, ...] = ()
+    """Problems of the invocation itself (no members)."""
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """Sentences for everything that was rejected (objects and the invocation)."""
+        rejected = (
+            p.message
+            for p in self.problems
+            if p.reason not in (ProblemReason.UNSUPPORTED_KIND, ProblemReason.UNKNOWN_KIND)
+        )
+        return (*rejected, *self.notes)
+
+    @property
+    def unsupported(self) -> tuple[str, ...]:
+        return tuple(p.message for p in self.problems if p.reason is ProblemReason.UNSUPPORTED_KIND)
 
     @property
     def ok(self) -> bool:
@@ -57,11 +74,11 @@ def build_report(
     else:
         chosen = tuple(sorted(set(members)))
         source = "--members"
-    errors = list(result.errors)
+    notes: tuple[str, ...] = ()
     if not chosen:
-        errors.append("no members: pass --members a,b,c or include Node objects in the inputs")
+        notes = ("no members: pass --members a,b,c or include Node objects in the inputs",)
     services = explain(result.state, chosen, ignore_exclude_lb=ignore_exclude_lb, lb_class=lb_class)
-    return PlanReport(services, chosen, source, tuple(errors), result.unsupported)
+    return PlanReport(services, chosen, source, result.problems, notes)
 
 
 def _service_json(sp: ServicePlan) -> dict[str, Any]:

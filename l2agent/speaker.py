@@ -175,11 +175,12 @@ class Speaker:
             self.log.error("config rejected, keeping the last good one: %s", exc)
             self.metrics.config_rejected()
             return False
-        for msg in result.unsupported:
-            self.log.warning("not supported yet, ignored: %s", msg)
-        if result.errors:
-            for msg in result.errors:
-                self.log.error("config rejected, keeping the last good one: %s", msg)
+        for problem in result.problems:
+            if problem in result.blocking:
+                self.log.error("config rejected, keeping the last good one: %s", problem.message)
+            else:
+                self.log.warning("ignored: %s", problem.message)
+        if result.blocking:
             self.metrics.config_rejected()
             return False
         self.state = result.state

@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 PLAN_CHECK_INTERVAL = 0.5
 """Seconds between looks at the speaker's plan (membership changes replan without us)."""
-_CONFIG_ERROR_PREFIXES = ("IPAddressPool ", "L2Advertisement ")
 GOSSIP_PORT = 7946
 
 
@@ -109,17 +108,16 @@ class KubeSpeakerLink:
 
     def on_snapshot(self, result: BuildResult) -> None:
         """Runs on the event loop."""
-        for msg in result.unsupported:
-            log.warning("not supported yet, ignored: %s", msg)
-        config_errors = [e for e in result.errors if e.startswith(_CONFIG_ERROR_PREFIXES)]
-        if config_errors:
+        blocking = result.blocking
+        for problem in result.problems:
+            if problem not in blocking:
+                log.warning("ignored: %s", problem.message)
+        if blocking:
             self.rejected += 1
-            for msg in config_errors:
-                log.error("config rejected, keeping the last good one: %s", msg)
+            for problem in blocking:
+                log.error("config rejected, keeping the last good one: %s", problem.message)
             self._metric("config_rejected")
             return
-        for msg in result.errors:
-            log.warning("ignored invalid object: %s", msg)
         self.accepted += 1
         self._metric("config_reloaded")
         self._update_peers()

@@ -2,15 +2,15 @@
 
 `build_state` is the counterpart of MetalLB's `config.For`: it turns a bag of plain dicts
 (static YAML files, or objects the Kubernetes glue converted) into validated values, and
-reports what it could not use instead of raising.  Bad objects are dropped with a message;
-the BGP-only kinds are reported as not supported yet; kinds we do not read are listed as
-ignored.  The caller decides whether a result with errors replaces the last good state.
+reports what it could not use instead of raising: every object left out is an
+`ObjectProblem` (the BGP-only kinds and kinds we do not read are reported too). Whether a
+problem refuses the whole configuration is `l2agent.model.problems.cost`'s decision.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from l2agent.errors import ConfigError
 from l2agent.model import _meta
 from l2agent.model.crds import IPAddressPool, L2Advertisement, ServiceL2Status, cidrs_overlap
+from l2agent.model.problems import Cost, ObjectProblem, ProblemReason, blocking, cost
 from l2agent.model.types import IPAddress
 from l2agent.model.views import EndpointSliceView, NamespaceView, NodeView, ServiceView
 
@@ -112,21 +113,26 @@ class ClusterState:
 
 @dataclass(frozen=True, slots=True)
 class BuildResult:
-    """What `build_state` made of its input.
-
-    `errors`: objects rejected (the state was built without them); `unsupported`: BGP-only
-    objects read and not acted on; `ignored`: kinds l2agent does not read (ConfigMaps, ...).
-    """
+    """What `build_state` made of its input: the state without the bad objects, and why
+    each object was left out (or, for kinds we do not act on, only reported)."""
 
     state: ClusterState
-    errors: tuple[str, ...] = ()
-    unsupported: tuple[str, ...] = ()
-    ignored: tuple[str, ...] = ()
+    problems: tuple[ObjectProblem, ...] = ()
+
+    @property
+    def dropped(self) -> tuple[ObjectProblem, ...]:
+        """Objects left out of `state` (every problem but the report-only ones)."""
+        return tuple(p for p in self.problems if cost(p) is not Cost.NOTHING)
+
+    @property
+    def blocking(self) -> tuple[ObjectProblem, ...]:
+        """Problems that refuse the whole configuration under the policy (`cost`)."""
+        return blocking(self.problems)
 
     @property
     def ok(self) -> bool:
-        """True when every input was valid (BGP kinds and ignored kinds do not count)."""
-        return not self.errors
+        """True when every input was valid (kinds we only report do not count)."""
+        return not self.dropped
 
 
 def expand_lists(objects: Iterable[Any]) -> Iterator[Any]:
@@ -156,52 +162,35 @@ def build_state(objects: Iterable[Any]) -> BuildResult:
 
     Cross-object rules (MetalLB's): pool names unique, CIDRs of different pools disjoint
     (containment counts: 10.0.0.0/8 and 10.0.0.0/16 clash), advertisement names unique.
-    The first object wins a clash; the later one is dropped with an error.
+    The first object wins a clash; the later one is dropped with a problem.
     """
-    errors: list[str] = []
-    unsupported: list[str] = []
-    ignored: list[str] = []
+    problems: list[ObjectProblem] = []
     parsed: dict[str, list[Any]] = {kind: [] for kind in _PARSERS}
     for obj in expand_lists(objects):
-        if not isinstance(obj, Mapping):
-            errors.append(f"expected a Kubernetes object (a mapping), got {type(obj).__name__}")
-            continue
-        kind = obj.get("kind")
-        if not isinstance(kind, str) or not kind:
-            errors.append(f"{_meta.ref(obj)}: kind is missing")
-            continue
-        if kind in BGP_KINDS:
-            unsupported.append(
-                f"{_meta.ref(obj)} ({obj.get('apiVersion', '?')}): BGP mode is not supported yet"
-                " (l2agent implements layer 2 mode only); ignored"
-            )
-            continue
-        parser = _PARSERS.get(kind)
-        if parser is None:
-            ignored.append(f"{_meta.ref(obj)}: kind {kind} is not read by l2agent")
-            continue
-        try:
-            parsed[kind].append(parser(obj))
-        except ConfigError as exc:
-            errors.append(str(exc))
-        except (TypeError, ValueError, AttributeError) as exc:  # defensive: never crash on input
-            errors.append(f"{_meta.ref(obj)}: {exc}")
+        item = _parse_one(obj, problems)
+        if item is not None:
+            parsed[obj["kind"]].append(item)
 
-    pools = _unique_pools(parsed["IPAddressPool"], errors)
-    ads = _unique(parsed["L2Advertisement"], lambda a: a.name, "L2Advertisement", errors)
-    services = _unique(parsed["Service"], lambda s: s.key, "Service", errors)
-    nodes = _unique(parsed["Node"], lambda n: n.name, "Node", errors)
+    pools = _unique_pools(parsed["IPAddressPool"], problems)
+    ads = _unique(
+        parsed["L2Advertisement"],
+        lambda a: (a.namespace, a.name),
+        "L2Advertisement",
+        problems,
+        per_namespace=False,
+    )
+    services = _unique(parsed["Service"], lambda s: (s.namespace, s.name), "Service", problems)
+    nodes = _unique(parsed["Node"], lambda n: ("", n.name), "Node", problems)
     slices = _unique(
-        parsed["EndpointSlice"], lambda e: f"{e.namespace}/{e.name}", "EndpointSlice", errors
+        parsed["EndpointSlice"], lambda e: (e.namespace, e.name), "EndpointSlice", problems
     )
-    namespaces = _unique(parsed["Namespace"], lambda n: n.name, "Namespace", errors)
+    namespaces = _unique(parsed["Namespace"], lambda n: ("", n.name), "Namespace", problems)
     statuses = _unique(
-        parsed["ServiceL2Status"], lambda s: f"{s.namespace}/{s.name}", "ServiceL2Status", errors
+        parsed["ServiceL2Status"], lambda s: (s.namespace, s.name), "ServiceL2Status", problems
     )
-    for msg in errors:
-        log.warning("invalid input: %s", msg)
-    for msg in unsupported:
-        log.warning("%s", msg)
+    for problem in problems:
+        if cost(problem) is not Cost.NOTHING:
+            log.debug("invalid input: %s", problem.message)
     state = ClusterState.of(
         pools=pools,
         advertisements=ads,
@@ -211,25 +200,92 @@ def build_state(objects: Iterable[Any]) -> BuildResult:
         namespaces=namespaces,
         l2_statuses=statuses,
     )
-    return BuildResult(state, tuple(errors), tuple(unsupported), tuple(ignored))
+    return BuildResult(state, tuple(problems))
 
 
-def _unique(items: list[Any], key: Any, kind: str, errors: list[str]) -> list[Any]:
-    seen: set[str] = set()
+def _parse_one(obj: Any, problems: list[ObjectProblem]) -> Any | None:
+    """One object as its model value, or None with the reason appended to `problems`."""
+    if not isinstance(obj, Mapping):
+        problems.append(
+            ObjectProblem.about(
+                obj,
+                ProblemReason.NOT_AN_OBJECT,
+                f"expected a Kubernetes object (a mapping), got {type(obj).__name__}",
+            )
+        )
+        return None
+    kind = obj.get("kind")
+    if not isinstance(kind, str) or not kind:
+        problems.append(
+            ObjectProblem.about(obj, ProblemReason.NOT_AN_OBJECT, f"{_meta.ref(obj)}: no kind")
+        )
+        return None
+    if kind in BGP_KINDS:
+        problems.append(
+            ObjectProblem.about(
+                obj,
+                ProblemReason.UNSUPPORTED_KIND,
+                f"{_meta.ref(obj)} ({obj.get('apiVersion', '?')}): BGP mode is not supported"
+                " yet (l2agent implements layer 2 mode only); ignored",
+            )
+        )
+        return None
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        problems.append(
+            ObjectProblem.about(
+                obj, ProblemReason.UNKNOWN_KIND, f"{_meta.ref(obj)}: kind {kind} is not read"
+            )
+        )
+        return None
+    try:
+        return parser(obj)
+    except ConfigError as exc:
+        problems.append(ObjectProblem.about(obj, ProblemReason.INVALID, str(exc)))
+    except (TypeError, ValueError, AttributeError) as exc:  # defensive: never crash on input
+        problems.append(ObjectProblem.about(obj, ProblemReason.INVALID, f"{_meta.ref(obj)}: {exc}"))
+    return None
+
+
+def _unique(
+    items: list[Any],
+    key: Callable[[Any], tuple[str, str]],
+    kind: str,
+    problems: list[ObjectProblem],
+    *,
+    per_namespace: bool = True,
+) -> list[Any]:
+    """The first of each name (`key` gives namespace and name); later ones are problems.
+
+    `per_namespace=False`: names must be unique across namespaces (MetalLB's own kinds)."""
+    seen: set[tuple[str, str]] = set()
     out = []
     for item in items:
-        k = key(item)
-        if k in seen:
-            errors.append(f"{kind} {k}: duplicate name; the later definition is ignored")
+        namespace, name = key(item)
+        ident = (namespace if per_namespace else "", name)
+        if ident in seen:
+            where = f"{namespace}/{name}" if namespace else name
+            problems.append(
+                ObjectProblem(
+                    kind,
+                    namespace,
+                    name,
+                    ProblemReason.DUPLICATE,
+                    f"{kind} {where}: duplicate name; the later definition is ignored",
+                )
+            )
             continue
-        seen.add(k)
+        seen.add(ident)
         out.append(item)
     return out
 
 
-def _unique_pools(pools: list[IPAddressPool], errors: list[str]) -> list[IPAddressPool]:
+def _unique_pools(pools: list[IPAddressPool], problems: list[ObjectProblem]) -> list[IPAddressPool]:
     kept: list[IPAddressPool] = []
-    for pool in _unique(pools, lambda p: p.name, "IPAddressPool", errors):
+    unique = _unique(
+        pools, lambda p: (p.namespace, p.name), "IPAddressPool", problems, per_namespace=False
+    )
+    for pool in unique:
         clash = next(
             (
                 (other, a, b)
@@ -242,9 +298,15 @@ def _unique_pools(pools: list[IPAddressPool], errors: list[str]) -> list[IPAddre
         )
         if clash is not None:
             other, a, b = clash
-            errors.append(
-                f"IPAddressPool {pool.name}: CIDR {a} overlaps with CIDR {b} of pool "
-                f"{other.name}; pool {pool.name} is ignored"
+            problems.append(
+                ObjectProblem(
+                    "IPAddressPool",
+                    pool.namespace,
+                    pool.name,
+                    ProblemReason.OVERLAP,
+                    f"IPAddressPool {pool.name}: CIDR {a} overlaps with CIDR {b} of pool "
+                    f"{other.name}; pool {pool.name} is ignored",
+                )
             )
             continue
         kept.append(pool)

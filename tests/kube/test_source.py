@@ -144,8 +144,8 @@ def test_bad_pool_is_reported_not_fatal(
     _, got = source
     got.next()
     apiserver.put(pool("zz-overlapping", ("192.0.2.0/24",)))
-    r = got.latest_where(lambda r: r.errors)
-    assert any("overlap" in e for e in r.errors)
+    r = got.latest_where(lambda r: r.problems)
+    assert any("overlap" in p.message for p in r.problems)
     assert [p.name for p in r.state.pools] == ["pool"]
 
 

@@ -22,6 +22,7 @@ from l2agent.model import (
     build_state,
     parse_address_entry,
 )
+from l2agent.model.problems import ProblemReason
 from l2agent.model.views import SERVICE_NAME_LABEL
 
 
@@ -133,17 +134,23 @@ def test_overlapping_and_duplicate_pools_across_objects() -> None:
     )
     assert [p.name for p in result.state.pools] == ["big", "ok"]
     assert not result.ok
-    joined = "\n".join(result.errors)
+    assert [(p.name, p.reason) for p in result.problems] == [
+        ("big", ProblemReason.DUPLICATE),
+        ("small", ProblemReason.OVERLAP),
+    ]
+    joined = "\n".join(p.message for p in result.problems)
     assert "10.0.0.0/16 overlaps with CIDR 10.0.0.0/8" in joined
     assert "duplicate name" in joined
     # the dropped duplicate does not block a later pool that only clashes with it
     assert "pool ok" not in joined
+    assert result.blocking == result.problems  # pools shape everything: today's policy
 
 
 def test_same_cidr_in_two_pools_is_an_error() -> None:
     result = build_state([pool("a", "192.0.2.0/28"), pool("b", "192.0.2.0-192.0.2.15")])
     assert [p.name for p in result.state.pools] == ["a"]
-    assert "overlaps" in result.errors[0]
+    assert result.problems[0].reason is ProblemReason.OVERLAP
+    assert "overlaps" in result.problems[0].message
 
 
 def ad(**spec: Any) -> L2Advertisement:
@@ -214,8 +221,11 @@ def test_service_l2_status_round_trip() -> None:
 
 def test_missing_name_is_an_error_not_a_crash() -> None:
     result = build_state([{"kind": "IPAddressPool", "spec": {"addresses": ["10.0.0.0/24"]}}, 7])
-    assert len(result.errors) == 2
-    assert "metadata" in result.errors[0]
+    assert [(p.kind, p.reason) for p in result.problems] == [
+        ("IPAddressPool", ProblemReason.INVALID),
+        ("", ProblemReason.NOT_AN_OBJECT),
+    ]
+    assert "metadata" in result.problems[0].message
 
 
 def test_views_from_kubectl_shaped_dicts() -> None:
@@ -287,9 +297,10 @@ def test_endpoint_slice_view() -> None:
 )
 def test_bad_service_fields_are_config_errors(spec: dict[str, Any]) -> None:
     result = build_state([{"kind": "Service", "metadata": {"name": "s"}, "spec": spec}])
-    assert not result.ok and "Service default/s" in result.errors[0]
+    assert not result.ok and "Service default/s" in result.problems[0].message
 
 
 def test_kinds_we_do_not_read_are_ignored_not_errors() -> None:
     result = build_state([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}])
-    assert result.ok and result.ignored
+    assert result.ok
+    assert [p.reason for p in result.problems] == [ProblemReason.UNKNOWN_KIND]

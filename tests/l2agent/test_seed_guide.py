@@ -30,12 +30,13 @@ def _check_group(path: Path) -> None:
     objects = load_yaml_files([path])
     assert objects, f"{path.name} has no documents"
     result = build_state(objects)
-    assert result.errors == (), f"{path.name}: {result.errors}"
+    assert result.ok, f"{path.name}: {[p.message for p in result.dropped]}"
     kinds = [o["kind"] for o in objects]
     assert set(kinds) <= L2_KINDS | BGP_KINDS, f"{path.name}: unexpected kinds {set(kinds)}"
     bgp = [k for k in kinds if k in BGP_KINDS]
-    assert len(result.unsupported) == len(bgp)
-    assert all("not supported yet" in msg for msg in result.unsupported)
+    unsupported = [p.message for p in result.problems]
+    assert len(unsupported) == len(bgp)
+    assert all("not supported yet" in msg for msg in unsupported)
     st = result.state
     assert len(st.pools) == kinds.count("IPAddressPool")
     assert len(st.advertisements) == kinds.count("L2Advertisement")
@@ -93,6 +94,7 @@ def test_lb_class_groups_allocate_from_their_pinned_pools() -> None:
 def test_bgp_groups_are_reported_not_failed() -> None:
     result = build_state(load_yaml_files([COMMITTED / "03-bgp-advanced.yaml"]))
     assert result.ok
-    assert len(result.unsupported) == 4
-    assert any("BGPPeer metallb-system/core-router-primary" in m for m in result.unsupported)
-    assert any("BFDProfile" in m for m in result.unsupported)
+    unsupported = [p.message for p in result.problems]
+    assert len(unsupported) == 4
+    assert any("BGPPeer metallb-system/core-router-primary" in m for m in unsupported)
+    assert any("BFDProfile" in m for m in unsupported)

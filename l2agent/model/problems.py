@@ -1,0 +1,93 @@
+"""Configuration problems as values, and the one rule that says what a problem costs.
+
+`build_state` reports every object it could not use as an `ObjectProblem` (which object,
+why, and a sentence for people). The static speaker, the Kubernetes speaker and the
+controller all hand those problems to `cost()`, so the three apply one policy: a problem
+whose cost is `Cost.CONFIG` refuses the whole configuration (the last good one stays in
+force), `Cost.OBJECT` leaves that object out and serves the rest, `Cost.NOTHING` is only
+reported. Changing the policy means changing `cost()`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CONFIG_KINDS", "Cost", "ObjectProblem", "ProblemReason", "blocking", "cost"]
+
+#: Kinds that shape where every IP goes: today a bad one refuses the whole configuration,
+#: as MetalLB does (a typo in a new pool must never clear the IPs of running Services).
+CONFIG_KINDS = frozenset(
+    {"IPAddressPool", "L2Advertisement", "BGPPeer", "BGPAdvertisement", "BFDProfile", "Community"}
+)
+
+
+class ProblemReason(enum.Enum):
+    """Why an object was not used. The value is the metric label and Event wording."""
+
+    INVALID = "invalid"  # a field does not parse or breaks a rule of its own
+    DUPLICATE = "duplicate"  # a second object with the same name; the first one wins
+    OVERLAP = "overlap"  # a pool whose CIDRs overlap an earlier pool's
+    NOT_AN_OBJECT = "notAnObject"  # a document that is not a Kubernetes object at all
+    UNSUPPORTED_KIND = "unsupportedKind"  # a MetalLB kind this build does not act on
+    UNKNOWN_KIND = "unknownKind"  # a kind l2agent does not read (ConfigMaps, ...)
+
+
+class Cost(enum.Enum):
+    """What a problem costs the rest of the configuration."""
+
+    NOTHING = "nothing"  # reported; nothing is dropped
+    OBJECT = "object"  # that object is left out; everything else is served
+    CONFIG = "config"  # the whole configuration is refused; the last good one stays
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectProblem:
+    """One object that was not used: which (kind, namespace, name), why, and a sentence.
+
+    `message` is the full sentence for logs and Events (it names the object already);
+    `namespace` is "" for cluster-scoped objects or when the object did not say.
+    """
+
+    kind: str
+    namespace: str
+    name: str
+    reason: ProblemReason
+    message: str
+
+    @classmethod
+    def about(cls, obj: Any, reason: ProblemReason, message: str) -> ObjectProblem:
+        """A problem about a (possibly broken) plain-dict object."""
+        kind = obj.get("kind") if isinstance(obj, Mapping) else None
+        meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+        meta = meta if isinstance(meta, Mapping) else {}
+        name, namespace = meta.get("name"), meta.get("namespace")
+        return cls(
+            kind=kind if isinstance(kind, str) else "",
+            namespace=namespace if isinstance(namespace, str) else "",
+            name=name if isinstance(name, str) else "",
+            reason=reason,
+            message=message,
+        )
+
+    @property
+    def ref(self) -> str:
+        """`Kind ns/name` (or `Kind name`), for log lines."""
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind or '?'} {where or '<unnamed>'}"
+
+
+def cost(problem: ObjectProblem) -> Cost:
+    """The policy: what `problem` costs everything else (the only place that decides)."""
+    if problem.reason in (ProblemReason.UNSUPPORTED_KIND, ProblemReason.UNKNOWN_KIND):
+        return Cost.NOTHING
+    if problem.kind in CONFIG_KINDS:
+        return Cost.CONFIG
+    return Cost.OBJECT
+
+
+def blocking(problems: Iterable[ObjectProblem]) -> tuple[ObjectProblem, ...]:
+    """The problems that refuse the whole configuration (empty: use what was built)."""
+    return tuple(p for p in problems if cost(p) is Cost.CONFIG)
