@@ -2,9 +2,10 @@
 
 Walks the AST of each core module and, transitively, of every project module it imports
 (and the packages' ``__init__`` files, which run on import). A listed module that does not
-exist fails the test (a rename must update the list, not silently drop the check). ``import random`` is allowed only
-under ``if TYPE_CHECKING:`` (cores are handed a ``random.Random``; annotations need no
-runtime import with ``from __future__ import annotations``).
+exist fails the test (a rename must update the list, not silently drop the check).
+``import random`` is allowed only under ``if TYPE_CHECKING:`` (cores are handed a
+``random.Random``; annotations need no runtime import with ``from __future__ import
+annotations``).
 """
 
 from __future__ import annotations
