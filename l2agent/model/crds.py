@@ -141,8 +141,13 @@ class IPAddressPool:
     avoid_buggy_ips: bool = False
     service_allocation: ServiceAllocation | None = None
     labels: Mapping[str, str] = field(default_factory=_meta.empty, hash=False)
+    entry_sizes: tuple[int, ...] = field(default=(), compare=False)
+    """How many CIDRs each `spec.addresses` entry became, in order (a range may become
+    several); empty means one CIDR per entry.  BGP's aggregationLength check reads it."""
 
     def __post_init__(self) -> None:
+        if self.entry_sizes and sum(self.entry_sizes) != len(self.cidrs):
+            raise ConfigError(f"IPAddressPool {self.name}: entry_sizes do not add up to cidrs")
         if not self.cidrs:
             raise ConfigError(f"IPAddressPool {self.name}: spec.addresses is empty")
         for i, a in enumerate(self.cidrs):
@@ -165,11 +170,14 @@ class IPAddressPool:
         if not isinstance(raw_addrs, list):
             raise ConfigError(f"{where}: spec.addresses must be a list")
         cidrs: list[Network] = []
+        sizes: list[int] = []
         for entry in raw_addrs:
             try:
-                cidrs.extend(parse_address_entry(entry))
+                parsed = parse_address_entry(entry)
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc.message}") from None
+            cidrs.extend(parsed)
+            sizes.append(len(parsed))
         alloc_raw = spec.get("serviceAllocation")
         return cls(
             name=name,
@@ -183,7 +191,18 @@ class IPAddressPool:
             if alloc_raw is None
             else ServiceAllocation.from_dict(alloc_raw, f"{where}: serviceAllocation"),
             labels=labels,
+            entry_sizes=tuple(sizes),
         )
+
+    def entries(self) -> tuple[tuple[Network, ...], ...]:
+        """The CIDRs grouped by the `spec.addresses` entry they came from."""
+        sizes = self.entry_sizes or (1,) * len(self.cidrs)
+        out: list[tuple[Network, ...]] = []
+        start = 0
+        for n in sizes:
+            out.append(self.cidrs[start : start + n])
+            start += n
+        return tuple(out)
 
     @property
     def families(self) -> frozenset[int]:

@@ -31,6 +31,8 @@ class ProblemReason(enum.Enum):
     DUPLICATE = "duplicate"  # a second object with the same name; the first one wins
     OVERLAP = "overlap"  # a pool whose CIDRs overlap an earlier pool's
     NOT_AN_OBJECT = "notAnObject"  # a document that is not a Kubernetes object at all
+    CONFLICT = "conflict"  # clashes with an earlier object (peers on one node, LOCAL_PREF)
+    MISSING_REFERENCE = "missingReference"  # names a Secret/BFDProfile/alias not there (yet)
     UNSUPPORTED_KIND = "unsupportedKind"  # a MetalLB kind this build does not act on
     UNKNOWN_KIND = "unknownKind"  # a kind l2agent does not read (ConfigMaps, ...)
 
@@ -83,6 +85,10 @@ def cost(problem: ObjectProblem) -> Cost:
     """The policy: what `problem` costs everything else (the only place that decides)."""
     if problem.reason in (ProblemReason.UNSUPPORTED_KIND, ProblemReason.UNKNOWN_KIND):
         return Cost.NOTHING
+    if problem.reason is ProblemReason.MISSING_REFERENCE:
+        # MetalLB's transient error: the object waits for what it names (a Secret arrives
+        # after its BGPPeer); refusing everything meanwhile would block unrelated changes.
+        return Cost.OBJECT
     if problem.kind in CONFIG_KINDS:
         return Cost.CONFIG
     return Cost.OBJECT

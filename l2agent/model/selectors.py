@@ -15,7 +15,14 @@ from typing import Any
 
 from l2agent.errors import ConfigError
 
-__all__ = ["LabelSelector", "Operator", "Requirement", "any_matches", "parse_selectors"]
+__all__ = [
+    "LabelSelector",
+    "Operator",
+    "Requirement",
+    "any_matches",
+    "parse_selectors",
+    "selectors_disjoint",
+]
 
 
 class Operator(enum.Enum):
@@ -148,3 +155,75 @@ def parse_selectors(raw: Any, *, where: str) -> tuple[LabelSelector, ...]:
 def any_matches(selectors: Iterable[LabelSelector], labels: Mapping[str, str]) -> bool:
     """OR across a selector list (an empty list matches nothing: callers decide what it means)."""
     return any(sel.matches(labels) for sel in selectors)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyConstraint:
+    """What one selector demands of one label key: presence and the values it allows."""
+
+    present: bool | None = None
+    allowed: frozenset[str] | None = None
+    denied: frozenset[str] = frozenset()
+
+
+def _constraints(sel: LabelSelector) -> dict[str, _KeyConstraint]:
+    out: dict[str, _KeyConstraint] = {}
+
+    def add(
+        key: str, present: bool | None, allowed: frozenset[str] | None, denied: frozenset[str]
+    ) -> None:
+        c = out.get(key, _KeyConstraint())
+        merged_present = c.present if present is None else present
+        if c.present is not None and present is not None and c.present != present:
+            merged_present = None  # contradictory inside one selector: never matches anyway
+        merged_allowed = (
+            c.allowed
+            if allowed is None
+            else (allowed if c.allowed is None else c.allowed & allowed)
+        )
+        out[key] = _KeyConstraint(merged_present, merged_allowed, c.denied | denied)
+
+    for key, value in sel.match_labels:
+        add(key, True, frozenset({value}), frozenset())
+    for req in sel.match_expressions:
+        if req.operator is Operator.IN:
+            add(req.key, True, frozenset(req.values), frozenset())
+        elif req.operator is Operator.NOT_IN:
+            add(req.key, None, None, frozenset(req.values))
+        elif req.operator is Operator.EXISTS:
+            add(req.key, True, None, frozenset())
+        else:
+            add(req.key, False, None, frozenset())
+    return out
+
+
+def _pair_disjoint(a: LabelSelector, b: LabelSelector) -> bool:
+    ca, cb = _constraints(a), _constraints(b)
+    for key in ca.keys() & cb.keys():
+        x, y = ca[key], cb[key]
+        needs = x.present is True or y.present is True
+        forbids = x.present is False or y.present is False
+        if needs and forbids:
+            return True
+        if x.allowed is None:
+            allowed = y.allowed
+        elif y.allowed is None:
+            allowed = x.allowed
+        else:
+            allowed = x.allowed & y.allowed
+        if allowed is not None and not (allowed - x.denied - y.denied):
+            return True
+    return False
+
+
+def selectors_disjoint(a: Iterable[LabelSelector], b: Iterable[LabelSelector]) -> bool:
+    """True when no label set can match both selector lists (each an OR of selectors).
+
+    An empty list matches everything, so it is never disjoint.  Used when no Node objects
+    are known: two BGPPeers for `role: primary` and `role: secondary` provably never meet
+    on one node.  False means "they may meet" (the check is sound, not complete).
+    """
+    la, lb = list(a), list(b)
+    if not la or not lb:
+        return False
+    return all(_pair_disjoint(x, y) for x in la for y in lb)

@@ -3,7 +3,8 @@
 `build_state` is the counterpart of MetalLB's `config.For`: it turns a bag of plain dicts
 (static YAML files, or objects the Kubernetes glue converted) into validated values, and
 reports what it could not use instead of raising: every object left out is an
-`ObjectProblem` (the BGP-only kinds and kinds we do not read are reported too). Whether a
+`ObjectProblem` (kinds we do not read are reported too; an object that names a Secret,
+BFDProfile or Community alias that is not there waits, as `MISSING_REFERENCE`). Whether a
 problem refuses the whole configuration is `l2agent.model.problems.cost`'s decision.
 """
 
@@ -17,8 +18,18 @@ from typing import Any
 
 from l2agent.errors import ConfigError
 from l2agent.model import _meta
+from l2agent.model.bgp import (
+    BFDProfile,
+    BGPAdvertisement,
+    BGPPeer,
+    CommunityAliases,
+    ServiceBGPStatus,
+)
+from l2agent.model.bgp_checks import check_advertisements, check_peers
+from l2agent.model.community import BGPCommunity, CommunityFormatError
 from l2agent.model.crds import IPAddressPool, L2Advertisement, ServiceL2Status, cidrs_overlap
 from l2agent.model.problems import Cost, ObjectProblem, ProblemReason, blocking, cost
+from l2agent.model.secrets import SecretView
 from l2agent.model.types import IPAddress
 from l2agent.model.views import EndpointSliceView, NamespaceView, NodeView, ServiceView
 
@@ -26,7 +37,7 @@ __all__ = ["BGP_KINDS", "BuildResult", "ClusterState", "build_state", "expand_li
 
 log = logging.getLogger(__name__)
 
-#: MetalLB kinds that only BGP mode uses; read, reported, not acted on.
+#: MetalLB kinds that only BGP mode uses.
 BGP_KINDS = frozenset({"BGPPeer", "BGPAdvertisement", "BFDProfile", "Community"})
 #: Namespaces carry this label automatically; used when no Namespace object was given.
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -51,6 +62,11 @@ class ClusterState:
         default_factory=lambda: _NO_NAMESPACES, hash=False
     )
     l2_statuses: tuple[ServiceL2Status, ...] = ()
+    bgp_peers: tuple[BGPPeer, ...] = ()
+    bgp_advertisements: tuple[BGPAdvertisement, ...] = ()
+    bfd_profiles: tuple[BFDProfile, ...] = ()
+    communities: tuple[CommunityAliases, ...] = ()
+    bgp_statuses: tuple[ServiceBGPStatus, ...] = ()
     _slices_index: Mapping[str, tuple[EndpointSliceView, ...]] = field(
         init=False, repr=False, compare=False, hash=False
     )
@@ -73,6 +89,11 @@ class ClusterState:
         endpoint_slices: Iterable[EndpointSliceView] = (),
         namespaces: Iterable[NamespaceView] = (),
         l2_statuses: Iterable[ServiceL2Status] = (),
+        bgp_peers: Iterable[BGPPeer] = (),
+        bgp_advertisements: Iterable[BGPAdvertisement] = (),
+        bfd_profiles: Iterable[BFDProfile] = (),
+        communities: Iterable[CommunityAliases] = (),
+        bgp_statuses: Iterable[ServiceBGPStatus] = (),
     ) -> ClusterState:
         """Build from already-validated values (sorting them); no cross-object checks."""
         return cls(
@@ -85,6 +106,11 @@ class ClusterState:
             ),
             namespaces=MappingProxyType({n.name: n for n in namespaces}),
             l2_statuses=tuple(sorted(l2_statuses, key=lambda s: (s.namespace, s.name))),
+            bgp_peers=tuple(sorted(bgp_peers, key=lambda p: p.name)),
+            bgp_advertisements=tuple(sorted(bgp_advertisements, key=lambda a: a.name)),
+            bfd_profiles=tuple(sorted(bfd_profiles, key=lambda b: b.name)),
+            communities=tuple(sorted(communities, key=lambda c: c.name)),
+            bgp_statuses=tuple(sorted(bgp_statuses, key=lambda s: (s.namespace, s.name))),
         )
 
     def pool(self, name: str) -> IPAddressPool | None:
@@ -103,6 +129,18 @@ class ClusterState:
     def advertisements_for(self, pool: IPAddressPool) -> tuple[L2Advertisement, ...]:
         """The L2Advertisements that apply to a pool (none: allocated but never announced)."""
         return tuple(ad for ad in self.advertisements if ad.applies_to_pool(pool))
+
+    def bgp_advertisements_for(self, pool: IPAddressPool) -> tuple[BGPAdvertisement, ...]:
+        """The BGPAdvertisements that apply to a pool (none: never announced over BGP)."""
+        return tuple(
+            ad for ad in self.bgp_advertisements if ad.applies_to_pool(pool.name, pool.labels)
+        )
+
+    def bgp_peer(self, name: str) -> BGPPeer | None:
+        return next((p for p in self.bgp_peers if p.name == name), None)
+
+    def bfd_profile(self, name: str) -> BFDProfile | None:
+        return next((b for b in self.bfd_profiles if b.name == name), None)
 
     def namespace_labels(self, name: str) -> Mapping[str, str]:
         """Labels of a namespace, with the label Kubernetes always sets on it."""
@@ -154,7 +192,14 @@ _PARSERS: Mapping[str, Any] = {
     "Node": NodeView.from_dict,
     "EndpointSlice": EndpointSliceView.from_dict,
     "Namespace": NamespaceView.from_dict,
+    "BGPPeer": BGPPeer.from_dict,
+    "BFDProfile": BFDProfile.from_dict,
+    "Community": CommunityAliases.from_dict,
+    "ServiceBGPStatus": ServiceBGPStatus.from_dict,
+    "Secret": SecretView.from_dict,
 }
+#: Parsed after every other object, once all Community aliases are known.
+_DEFERRED = "BGPAdvertisement"
 
 
 def build_state(objects: Iterable[Any]) -> BuildResult:
@@ -166,7 +211,11 @@ def build_state(objects: Iterable[Any]) -> BuildResult:
     """
     problems: list[ObjectProblem] = []
     parsed: dict[str, list[Any]] = {kind: [] for kind in _PARSERS}
+    deferred: list[Mapping[str, Any]] = []
     for obj in expand_lists(objects):
+        if isinstance(obj, Mapping) and obj.get("kind") == _DEFERRED:
+            deferred.append(obj)
+            continue
         item = _parse_one(obj, problems)
         if item is not None:
             parsed[obj["kind"]].append(item)
@@ -188,6 +237,7 @@ def build_state(objects: Iterable[Any]) -> BuildResult:
     statuses = _unique(
         parsed["ServiceL2Status"], lambda s: (s.namespace, s.name), "ServiceL2Status", problems
     )
+    bgp = _build_bgp(parsed, deferred, pools, nodes, problems)
     for problem in problems:
         if cost(problem) is not Cost.NOTHING:
             log.debug("invalid input: %s", problem.message)
@@ -199,8 +249,108 @@ def build_state(objects: Iterable[Any]) -> BuildResult:
         endpoint_slices=slices,
         namespaces=namespaces,
         l2_statuses=statuses,
+        bgp_peers=bgp.peers,
+        bgp_advertisements=bgp.ads,
+        bfd_profiles=bgp.profiles,
+        communities=bgp.communities,
+        bgp_statuses=bgp.statuses,
     )
     return BuildResult(state, tuple(problems))
+
+
+@dataclass(slots=True)
+class _BGPObjects:
+    peers: list[BGPPeer]
+    ads: list[BGPAdvertisement]
+    profiles: list[BFDProfile]
+    communities: list[CommunityAliases]
+    statuses: list[ServiceBGPStatus]
+
+
+def _build_bgp(
+    parsed: Mapping[str, list[Any]],
+    raw_ads: list[Mapping[str, Any]],
+    pools: list[IPAddressPool],
+    nodes: list[NodeView],
+    problems: list[ObjectProblem],
+) -> _BGPObjects:
+    """The BGP half of `build_state`: Community aliases first, then the advertisements that
+    use them, then the checks across objects (`bgp_checks`)."""
+    ns_name = _ns_name
+    profiles = _unique(parsed["BFDProfile"], ns_name, "BFDProfile", problems, per_namespace=False)
+    communities = _communities(
+        _unique(parsed["Community"], ns_name, "Community", problems, per_namespace=False),
+        problems,
+    )
+    aliases: dict[str, BGPCommunity] = {a: v for c in communities for a, v in c.aliases}
+    ads = _unique(
+        [ad for obj in raw_ads if (ad := _parse_ad(obj, aliases, problems)) is not None],
+        ns_name,
+        "BGPAdvertisement",
+        problems,
+        per_namespace=False,
+    )
+    secrets = {
+        (s.namespace, s.name): s for s in _unique(parsed["Secret"], ns_name, "Secret", problems)
+    }
+    by_name = {p.name: p for p in profiles}
+    peers = check_peers(
+        _unique(parsed["BGPPeer"], ns_name, "BGPPeer", problems, per_namespace=False),
+        secrets,
+        by_name,
+        nodes,
+        problems,
+    )
+    ads = check_advertisements(ads, pools, peers, by_name, nodes, problems)
+    statuses = _unique(parsed["ServiceBGPStatus"], ns_name, "ServiceBGPStatus", problems)
+    return _BGPObjects(peers, ads, profiles, communities, statuses)
+
+
+def _ns_name(obj: Any) -> tuple[str, str]:
+    return (obj.namespace, obj.name)
+
+
+def _communities(
+    objects: list[CommunityAliases], problems: list[ObjectProblem]
+) -> list[CommunityAliases]:
+    """Alias names are unique across every Community object; a later clash is left out."""
+    seen: set[str] = set()
+    kept: list[CommunityAliases] = []
+    for obj in objects:
+        clash = next((a for a, _ in obj.aliases if a in seen), None)
+        if clash is not None:
+            problems.append(
+                ObjectProblem(
+                    "Community",
+                    obj.namespace,
+                    obj.name,
+                    ProblemReason.DUPLICATE,
+                    f"Community {obj.name}: duplicate definition of community {clash!r}; ignored",
+                )
+            )
+            continue
+        seen.update(a for a, _ in obj.aliases)
+        kept.append(obj)
+    return kept
+
+
+def _parse_ad(
+    obj: Mapping[str, Any], aliases: Mapping[str, BGPCommunity], problems: list[ObjectProblem]
+) -> BGPAdvertisement | None:
+    """A community that is neither a value nor a known alias waits for its Community."""
+    try:
+        return BGPAdvertisement.from_dict(obj, aliases)
+    except CommunityFormatError as exc:
+        problems.append(
+            ObjectProblem.about(
+                obj, ProblemReason.MISSING_REFERENCE, f"{exc}; advertisement not used yet"
+            )
+        )
+    except ConfigError as exc:
+        problems.append(ObjectProblem.about(obj, ProblemReason.INVALID, str(exc)))
+    except (TypeError, ValueError, AttributeError) as exc:  # defensive: never crash on input
+        problems.append(ObjectProblem.about(obj, ProblemReason.INVALID, f"{_meta.ref(obj)}: {exc}"))
+    return None
 
 
 def _parse_one(obj: Any, problems: list[ObjectProblem]) -> Any | None:
@@ -218,16 +368,6 @@ def _parse_one(obj: Any, problems: list[ObjectProblem]) -> Any | None:
     if not isinstance(kind, str) or not kind:
         problems.append(
             ObjectProblem.about(obj, ProblemReason.NOT_AN_OBJECT, f"{_meta.ref(obj)}: no kind")
-        )
-        return None
-    if kind in BGP_KINDS:
-        problems.append(
-            ObjectProblem.about(
-                obj,
-                ProblemReason.UNSUPPORTED_KIND,
-                f"{_meta.ref(obj)} ({obj.get('apiVersion', '?')}): BGP mode is not supported"
-                " yet (l2agent implements layer 2 mode only); ignored",
-            )
         )
         return None
     parser = _PARSERS.get(kind)

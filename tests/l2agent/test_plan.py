@@ -286,7 +286,7 @@ def test_plan_exit_status_on_invalid_input(tmp_path: Path) -> None:
     assert rc == 1
     doc = json.loads(out)
     assert any("overlaps" in e for e in doc["errors"])
-    assert len(doc["unsupported"]) == 1
+    assert any("BGPPeer r1: missing local ASN" in e for e in doc["errors"])
     rc, _, err = _run(tmp_path, "kind: Node\nmetadata: {name: [x\n")
     assert rc == 2 and "cfg.yaml:" in err
 
