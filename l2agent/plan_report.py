@@ -47,9 +47,21 @@ class PlanReport:
         rejected = (
             p.message
             for p in self.problems
-            if p.reason not in (ProblemReason.UNSUPPORTED_KIND, ProblemReason.UNKNOWN_KIND)
+            if p.reason
+            not in (
+                ProblemReason.UNSUPPORTED_KIND,
+                ProblemReason.UNKNOWN_KIND,
+                ProblemReason.MISSING_REFERENCE,
+            )
         )
         return (*rejected, *self.notes)
+
+    @property
+    def waiting(self) -> tuple[str, ...]:
+        """Objects set aside until what they name (a Secret, a BFDProfile) is there."""
+        return tuple(
+            p.message for p in self.problems if p.reason is ProblemReason.MISSING_REFERENCE
+        )
 
     @property
     def unsupported(self) -> tuple[str, ...]:
@@ -105,6 +117,7 @@ def render_json(report: PlanReport) -> str:
         "services": [_service_json(s) for s in report.services],
         "errors": list(report.errors),
         "unsupported": list(report.unsupported),
+        "waiting": list(report.waiting),
         "members": list(report.members),
     }
     return json.dumps(doc, indent=2) + "\n"
@@ -158,6 +171,10 @@ def render_table(report: PlanReport) -> str:
         lines.append("")
         lines.append("not supported yet (ignored):")
         lines.extend(f"  {msg}" for msg in report.unsupported)
+    if report.waiting:
+        lines.append("")
+        lines.append("waiting for a referenced object:")
+        lines.extend(f"  {msg}" for msg in report.waiting)
     if report.errors:
         lines.append("")
         lines.append("errors:")

@@ -14,15 +14,17 @@ from l2agent.errors import ConfigError
 from l2agent.model import (
     BGPAdvertisement,
     BGPPeer,
+    BuildResult,
     DynamicASN,
     LabelSelector,
     build_state,
     parse_community,
 )
-from l2agent.model import BuildResult
 from l2agent.model.bgp import derive_timers
 from l2agent.model.community import CommunityFormatError
+from l2agent.model.durations import parse_duration
 from l2agent.model.problems import ProblemReason
+from l2agent.model.selectors import selectors_disjoint
 
 
 def errors(result: BuildResult) -> list[str]:
@@ -37,8 +39,7 @@ def pending(result: BuildResult) -> list[str]:
 
 def clean(result: BuildResult) -> bool:
     return not errors(result)
-from l2agent.model.durations import parse_duration
-from l2agent.model.selectors import selectors_disjoint
+
 
 # --------------------------------------------------------------------------- durations
 
