@@ -44,6 +44,7 @@ __all__ = [
     "has_serving_endpoint",
     "hash_key",
     "ip_text",
+    "node_condition",
     "rank",
     "serving_nodes",
 ]
@@ -70,6 +71,10 @@ class NotAnnouncing(enum.Enum):
     NOT_A_MEMBER = "notAMember"
     NO_ELIGIBLE_NODE = "noEligibleNode"
     SHARED_IP_WITH_SERVICE_SELECTOR = "sharedIPWithServiceSelector"
+    # BGP mode (MetalLB's `conflictingAdvertisements`; `noPeers`: eligible, but no BGP
+    # session on the node receives the prefix)
+    CONFLICTING_ADVERTISEMENTS = "conflictingAdvertisements"
+    NO_PEERS = "noPeers"
 
 
 def ip_text(ip: IPAddress) -> str:
@@ -102,6 +107,19 @@ def serving_nodes(slices: Iterable[EndpointSliceView]) -> frozenset[str]:
     return frozenset(
         ep.node_name for s in slices for ep in s.endpoints if ep.can_serve and ep.node_name
     )
+
+
+def node_condition(node: NodeView | None, ignore_exclude_lb: bool) -> NotAnnouncing | None:
+    """Why a node may not announce anything at all: `NetworkUnavailable`, or the
+    exclude-from-external-load-balancers label (unless ignored); None when it may.
+    A member without a Node object has no conditions and no labels."""
+    if node is None:
+        return None
+    if node.network_unavailable:
+        return NotAnnouncing.NETWORK_UNAVAILABLE
+    if EXCLUDE_LB_LABEL in node.labels and not ignore_exclude_lb:
+        return NotAnnouncing.EXCLUDED
+    return None
 
 
 def applicable_ads(
@@ -182,10 +200,8 @@ def elect(inp: ElectionInput) -> Election:
             excluded[name] = NotAnnouncing.NO_MATCHING_ADVERTISEMENT
         elif name not in members:
             excluded[name] = NotAnnouncing.NOT_A_MEMBER
-        elif node is not None and node.network_unavailable:
-            excluded[name] = NotAnnouncing.NETWORK_UNAVAILABLE
-        elif EXCLUDE_LB_LABEL in labels and not inp.ignore_exclude_lb:
-            excluded[name] = NotAnnouncing.EXCLUDED
+        elif (condition := node_condition(node, inp.ignore_exclude_lb)) is not None:
+            excluded[name] = condition
         elif local and name not in with_endpoint:
             excluded[name] = NotAnnouncing.NO_LOCAL_ENDPOINT
         else:

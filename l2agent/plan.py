@@ -5,15 +5,8 @@
 explanation of every LoadBalancer Service.  Pure: the speaker calls it on every config,
 endpoint or membership change and hands the difference to the announcer.
 
-Where a Service's IPs come from: `status.loadBalancer.ingress` when set (the cluster's
-word, taken as is); otherwise, with `allocate_missing=True` (static mode), the
-allocator's deterministic answer, which honours `metallb.io/loadBalancerIPs` and
-`spec.loadBalancerIP`.  With `allocate_missing=False` (a speaker beside a controller), a
-Service without status IPs is not announced (`noIPAllocated`).
-
-Endpoints: a Service with no EndpointSlice at all in the inputs is taken as served on every
-node when `assume_served_without_slices=True` (static files rarely carry slices); in a
-cluster (False) it has no serving endpoint, so nobody announces it, as in MetalLB.
+Where a Service's IPs come from and which endpoints count is `service_ips`'s answer,
+shared with the BGP plan (`allocate_missing`, `assume_served_without_slices`).
 """
 
 from __future__ import annotations
@@ -28,6 +21,7 @@ from l2agent.model.crds import InterfaceSelection
 from l2agent.model.snapshot import ClusterState
 from l2agent.model.types import IPAddress
 from l2agent.model.views import ServiceView
+from l2agent.service_ips import NoServiceIPs, known_slices, service_ips
 
 __all__ = ["InterfaceSelection", "Plan", "ServicePlan", "announcements_for", "explain", "plan"]
 
@@ -119,27 +113,21 @@ def _explain_one(
             **kw,  # type: ignore[arg-type]
         )
 
-    if isinstance(result, AllocationError):
-        return nobody(NotAnnouncing.ALLOCATION_FAILED, error=result.message)
-    if result is None or (not svc.ingress_ips and not allocate_missing):
-        return nobody(NotAnnouncing.NO_IP)
-    pool = state.pool(result.pool) if result.pool is not None else None
-    if pool is None:
-        return nobody(
-            NotAnnouncing.IP_NOT_IN_POOL,
-            ips=result.ips,
-            error=f"{', '.join(map(str, result.ips))} is not in any IPAddressPool",
-        )
-    slices = state.slices_for(svc.key)
+    held = service_ips(state, svc, result, allocate_missing=allocate_missing)
+    if isinstance(held, NoServiceIPs):
+        return nobody(held.reason, ips=held.ips, error=held.error)
+    pool = held.pool
     pool_ads = state.advertisements_for(pool)
     election: Election = elect(
         ElectionInput(
             service=svc,
-            ip=result.ips[0],
+            ip=held.ips[0],
             ads=pool_ads,
             members=members,
             nodes=state.nodes,
-            slices=None if (not slices and assume_served_without_slices) else slices,
+            slices=known_slices(
+                state, svc, assume_served_without_slices=assume_served_without_slices
+            ),
             ignore_exclude_lb=ignore_exclude_lb,
         )
     )
@@ -155,7 +143,7 @@ def _explain_one(
     return ServicePlan(
         namespace=svc.namespace,
         name=svc.name,
-        ips=result.ips,
+        ips=held.ips,
         pool=pool.name,
         owner=election.owner,
         candidates=election.ranked,

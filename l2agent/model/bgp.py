@@ -165,6 +165,8 @@ class BGPPeer:
             raise ConfigError(f"{where}: ebgpMultiHop is set for an iBGP peer (peerASN = myASN)")
         if self.password is not None and self.password_secret is not None:
             raise ConfigError(f"{where}: both password and passwordSecret are set")
+        if self.local_asn is not None and self.is_ibgp:
+            raise ConfigError(f"{where}: localASN is only for eBGP peers (FRR refuses it)")
 
     @property
     def is_ibgp(self) -> bool:

@@ -126,7 +126,6 @@ def test_peer_v1beta2_every_field() -> None:
             enableGracefulRestart=True,
             vrf="red",
             dualStackAddressFamily=True,
-            localASN=65000,
         )
     )
     assert p.is_ibgp and p.remote_as == "64512"
@@ -138,7 +137,7 @@ def test_peer_v1beta2_every_field() -> None:
     assert p.peer_id == "2001:db8::1-red"
     assert p.selects_node({"rack": "a"}) and not p.selects_node({"rack": "b"})
     assert p.password is not None and p.password.reveal() == "s3cret"
-    assert p.enable_graceful_restart and p.bfd_profile == "fast" and p.local_asn == 65000
+    assert p.enable_graceful_restart and p.bfd_profile == "fast"
 
 
 def test_peer_v1beta1_reads_the_same() -> None:
@@ -149,7 +148,10 @@ def test_peer_v1beta1_reads_the_same() -> None:
 
 
 def test_peer_dynamic_asn_and_unnumbered() -> None:
-    p = BGPPeer.from_dict(peer("r1", "", asn=0, dynamicASN="external", interface="eth1"))
+    p = BGPPeer.from_dict(
+        peer("r1", "", asn=0, dynamicASN="external", interface="eth1", localASN=65000)
+    )
+    assert p.local_asn == 65000
     assert p.dynamic_asn is DynamicASN.EXTERNAL and p.remote_as == "external"
     assert p.peer_id == "eth1" and p.families == {4, 6} and not p.is_ibgp
     internal = BGPPeer.from_dict(peer("r2", asn=0, dynamicASN="internal"))
@@ -180,6 +182,7 @@ def test_peer_dynamic_asn_and_unnumbered() -> None:
         ({"password": "pw", "passwordSecret": {"name": "s"}}, "both password and passwordSecret"),
         ({"nodeSelectors": [{"matchLabels": {"a": "b"}}] * 2}, "duplicate selector"),
         ({"myASN": 2**32}, "myASN"),
+        ({"peerASN": 64512, "localASN": 65000}, "localASN is only for eBGP"),
     ],
 )
 def test_peer_validation(spec: dict[str, Any], message: str) -> None:

@@ -41,6 +41,9 @@ CORE_MODULES = (
     "l2agent.allocator",
     "l2agent.election",
     "l2agent.plan",
+    "l2agent.service_ips",
+    "l2agent.bgp.plan",
+    "l2agent.bgp.frr_config",
 )
 
 
