@@ -4,8 +4,8 @@ What MetalLB's templates (`internal/bgp/frr/templates/`) render, kept here:
 
 - one `router bgp ASN [vrf V]` per (myASN, routerID, VRF) with `no bgp ebgp-requires-policy`,
   `no bgp network import-check`, `no bgp default ipv4-unicast`,
-  `bgp graceful-restart preserve-fw-state`, `bgp router-id`, and the announced prefixes as
-  `network` lines per address family;
+  `bgp graceful-restart preserve-fw-state`, `bgp router-id`, and per address family the
+  peers that carry it and the announced prefixes as `network` lines;
 - per peer: `remote-as`, `ebgp-multihop`, `local-as`, `port`, `timers KA HOLD`,
   `timers connect`, `password`, `update-source`, `graceful-restart`, `bfd` + `bfd profile`,
   `disable-connected-check` for single-hop IPv6 eBGP; the peer activated in each family it
@@ -17,19 +17,25 @@ What MetalLB's templates (`internal/bgp/frr/templates/`) render, kept here:
 
 Where l2agent differs, and why:
 
-- `neighbor X graceful-restart-disable` for every peer that does not ask for graceful
-  restart. FRR's default helper mode advertises the capability anyway, and a router that
-  honours it (BIRD by default) keeps a dead node's routes for 120 s (measured). Per
-  neighbour rather than the router-wide `bgp graceful-restart-disable`, so adding a peer that
-  wants graceful restart never changes (and resets) the other sessions.
+- `bgp graceful-restart-disable` in every router, and `neighbor X graceful-restart` for the
+  peers that ask for it (FRR lets the peer's setting override the router's). FRR's default
+  helper mode advertises the capability even without `neighbor X graceful-restart`, and a
+  router that honours it (BIRD by default) keeps a dead node's routes for 120 s (measured).
+  The router-wide line never changes, so adding or removing a peer without graceful restart
+  is a plain reload; the per-neighbour `graceful-restart-disable` would make every new peer
+  hit frr-reload's graceful-restart quirk (exit 1 after applying; measured on FRR 8.4).
 - LOCAL_PREF is set for iBGP sessions only: BGP never sends it over eBGP, so the line would
   only be noise in the config and in frr-reload's diffs.
-- IP forwarding: `frr-reload.py --reload` switches it *on* when the file does not mention it
-  (it deletes zebra's `no ip forwarding`). A Kubernetes node already forwards IPv4, but not
-  necessarily IPv6, and turning IPv6 forwarding on makes Linux ignore router advertisements
-  (a SLAAC node loses its default route). So the caller says what the node has
-  (`Forwarding`, read from /proc by the speaker) and the file repeats it: FRR never changes
-  the node's forwarding. None leaves the line out (MetalLB's behaviour).
+- IP forwarding: `frr-reload.py --reload` switches it *on* when the file does not say
+  `no ip forwarding` (zebra shows only the off state, and the reload deletes that line). A
+  Kubernetes node already forwards IPv4, but not necessarily IPv6, and turning IPv6
+  forwarding on makes Linux ignore router advertisements (a SLAAC node loses its default
+  route). So the caller says what the node has (`Forwarding`, read from /proc by the
+  speaker) and an off state is written down: FRR never changes the node's forwarding. None
+  or True write nothing (MetalLB's file, and FRR's own normal form for "on").
+- `hostname` is the host's own name, given by the caller (`socket.gethostname()`, what
+  zebra shows): FRR's running config always names the host, so any other line, or none,
+  is a difference frr-reload finds on every reload. MetalLB writes `os.Hostname()` too.
 - The text is written as FRR writes its running configuration back (checked against FRR
   8.4): blocks end with `exit`, well-known communities by name (`no-export`, not
   `65535:65281`), `ebgp-multihop 255`, and defaults left out (`port 179`, BFD's 300 ms / x3 /
@@ -102,8 +108,9 @@ class Forwarding:
 class FrrOptions:
     """What frr.conf needs beyond the plan.
 
-    `hostname`: None means the plan's node name. `log_level`: FRR's level for
-    `log stdout` (None: no log lines, e.g. when the daemons were started with `--log`).
+    `hostname`: the host's name as FRR sees it (`socket.gethostname()`; None writes no
+    `hostname` line). `log_level`: FRR's level for `log stdout` (None: no log lines, e.g.
+    when the daemons log to files).
     """
 
     hostname: str | None = None
@@ -238,8 +245,6 @@ def _session_lines(session: Session) -> list[str]:
         out.append(f" neighbor {n} update-source {peer.source_address}")
     if peer.enable_graceful_restart:
         out.append(f" neighbor {n} graceful-restart")
-    else:
-        out.append(f" neighbor {n} graceful-restart-disable")
     if peer.bfd_profile is not None:
         out.append(f" neighbor {n} bfd")
         out.append(f" neighbor {n} bfd profile {peer.bfd_profile}")
@@ -248,20 +253,23 @@ def _session_lines(session: Session) -> list[str]:
     return out
 
 
-def _activations(session: Session) -> list[str]:
-    n = _neighbor(session.peer)
-    pid = session.peer.peer_id
+def _family_block(
+    version: int, sessions: Sequence[Session], prefixes: Sequence[Network]
+) -> list[str]:
+    """One `address-family` block: every peer carrying the family, then its `network`s."""
     out: list[str] = []
-    for version in _FAMILIES:
-        if version in session.peer.families:
+    for s in sessions:
+        if version in s.peer.families:
+            n, pid = _neighbor(s.peer), s.peer.peer_id
             out += [
-                f" address-family {_af(version)}",
                 f"  neighbor {n} activate",
                 f"  neighbor {n} route-map {pid}-in in",
                 f"  neighbor {n} route-map {pid}-out out",
-                " exit-address-family",
             ]
-    return out
+    out += [f"  network {p}" for p in prefixes if p.version == version]
+    if not out:
+        return []
+    return [f" address-family {_af(version)}", *out, " exit-address-family"]
 
 
 def _router(
@@ -275,20 +283,15 @@ def _router(
         " no bgp network import-check",
         " no bgp default ipv4-unicast",
         " bgp graceful-restart preserve-fw-state",
+        " bgp graceful-restart-disable",
     ]
     if router_id is not None:
         out.append(f" bgp router-id {router_id}")
     for s in sessions:
         out += _session_lines(s)
-    for s in sessions:
-        out += _activations(s)
     prefixes = sorted({r.prefix for r in plan.routes if r.peer in names}, key=network_key)
     for version in _FAMILIES:
-        fam = [p for p in prefixes if p.version == version]
-        if fam:
-            out.append(f" address-family {_af(version)}")
-            out += [f"  network {p}" for p in fam]
-            out.append(" exit-address-family")
+        out += _family_block(version, sessions, prefixes)
     out.append("exit")
     return out
 
@@ -328,10 +331,11 @@ def _header(plan: BgpPlan, options: FrrOptions) -> list[str]:
     out = []
     if options.log_level is not None:
         out += [f"log stdout {options.log_level}", "log timestamp precision 3"]
-    out.append(f"hostname {options.hostname or plan.me}")
+    if options.hostname is not None:
+        out.append(f"hostname {options.hostname}")
     for version, on in ((4, options.forwarding.ipv4), (6, options.forwarding.ipv6)):
-        if on is not None:
-            out.append(("" if on else "no ") + f"{_ip_word(version)} forwarding")
+        if on is False:
+            out.append(f"no {_ip_word(version)} forwarding")
     out += ["ip nht resolve-via-default", "ipv6 nht resolve-via-default"]
     return out
 
