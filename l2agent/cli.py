@@ -125,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--output", choices=["table", "json"], default="table")
     pp.add_argument("--ignore-exclude-lb", action="store_true")
     pp.add_argument("--lb-class", default=None)
+    pp.add_argument("--node", default=None, help="with --frr: the node whose frr.conf to print")
+    pp.add_argument(
+        "--frr", action="store_true", help="print the frr.conf --node would get (BGP mode)"
+    )
+    pp.add_argument("--hostname", default=None, help="with --frr: the `hostname` line")
+    pp.add_argument(
+        "--show-passwords", action="store_true", help="with --frr: print peer passwords"
+    )
 
     st = sub.add_parser("status", help="ownership table and members from running speakers")
     st.add_argument("--speaker", action="append", default=[], metavar="URL")

@@ -3,9 +3,12 @@
 Reads static files (for example a `kubectl get -o yaml` dump of a real cluster), runs the
 same `plan` the speakers run, and prints for every LoadBalancer Service its IPs and pool
 (or why none), the elected node, the ranked candidates, and for every other node why it
-does not announce.  Exit status: 0 when every input was valid and every service got its
-IPs; 1 when an object was rejected or a service could not be allocated; 2 when a file
-could not be read or parsed.
+does not announce; in BGP mode, the sessions of every node and, per Service, which nodes
+announce which prefix to which peer with which communities and LOCAL_PREF.  With
+`--node N --frr` it prints the frr.conf node N would get instead (passwords redacted
+unless `--show-passwords`).  Exit status: 0 when every input was valid and every service
+got its IPs; 1 when an object was rejected or a service could not be allocated; 2 when a
+file could not be read or parsed.
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, TextIO
 
+from l2agent.bgp import report as bgp_report
+from l2agent.bgp.frr_config import FrrOptions, redact, render
+from l2agent.bgp.plan import BgpServicePlan, explain_bgp, plan_bgp, sessions_on
+from l2agent.election import NotAnnouncing
 from l2agent.errors import ConfigError
 from l2agent.model.problems import ObjectProblem, ProblemReason
 from l2agent.model.snapshot import BuildResult, build_state
@@ -40,6 +48,14 @@ class PlanReport:
     """Every object left out of the plan, or only reported (kinds this build does not act on)."""
     notes: tuple[str, ...] = ()
     """Problems of the invocation itself (no members)."""
+    bgp: tuple[BgpServicePlan, ...] = ()
+    """BGP mode: what every member node announces, per Service."""
+    bgp_sessions: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """BGP mode: the peers each member node has a session with."""
+    ibgp: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    """Peer name -> iBGP (LOCAL_PREF is sent) for the attributes shown."""
 
     @property
     def errors(self) -> tuple[str, ...]:
@@ -90,7 +106,19 @@ def build_report(
     if not chosen:
         notes = ("no members: pass --members a,b,c or include Node objects in the inputs",)
     services = explain(result.state, chosen, ignore_exclude_lb=ignore_exclude_lb, lb_class=lb_class)
-    return PlanReport(services, chosen, source, result.problems, notes)
+    bgp = explain_bgp(result.state, chosen, ignore_exclude_lb=ignore_exclude_lb, lb_class=lb_class)
+    sessions = {n: tuple(s.name for s in sessions_on(result.state, n)[0]) for n in chosen}
+    ibgp = {p.name: p.is_ibgp for p in result.state.bgp_peers}
+    return PlanReport(
+        services,
+        chosen,
+        source,
+        result.problems,
+        notes,
+        bgp,
+        MappingProxyType(sessions),
+        MappingProxyType(ibgp),
+    )
 
 
 def _service_json(sp: ServicePlan) -> dict[str, Any]:
@@ -119,11 +147,23 @@ def render_json(report: PlanReport) -> str:
         "unsupported": list(report.unsupported),
         "waiting": list(report.waiting),
         "members": list(report.members),
+        "bgp": {
+            "sessions": bgp_report.sessions_json(report.bgp_sessions),
+            "services": [bgp_report.service_json(s, report.ibgp) for s in report.bgp if s.bgp],
+        },
     }
     return json.dumps(doc, indent=2) + "\n"
 
 
-def _status(sp: ServicePlan) -> str:
+def _bgp_only(sp: ServicePlan, bgp: Mapping[str, BgpServicePlan]) -> bool:
+    """A Service that only BGP mode announces (its pool has no L2Advertisement)."""
+    other = bgp.get(sp.key)
+    return sp.reason is NotAnnouncing.NO_ADVERTISEMENT and other is not None and other.bgp
+
+
+def _status(sp: ServicePlan, bgp: Mapping[str, BgpServicePlan]) -> str:
+    if _bgp_only(sp, bgp):
+        return f"BGP from {len(bgp[sp.key].announcing)} node(s), see below"
     if sp.owner is not None and sp.interfaces is not None:
         where = "all interfaces" if sp.interfaces.all else ",".join(sorted(sp.interfaces.names))
         return f"announced on {where}"
@@ -134,6 +174,7 @@ def _status(sp: ServicePlan) -> str:
 def render_table(report: PlanReport) -> str:
     """A fixed-width table, then why each other node does not announce, then input problems."""
     header = ("SERVICE", "IPS", "POOL", "OWNER", "CANDIDATES", "STATUS")
+    bgp = {s.key: s for s in report.bgp}
     rows = [
         (
             sp.key,
@@ -141,7 +182,7 @@ def render_table(report: PlanReport) -> str:
             sp.pool or "-",
             sp.owner or "-",
             ",".join(sp.candidates) or "-",
-            _status(sp),
+            _status(sp, bgp),
         )
         for sp in report.services
     ]
@@ -155,7 +196,7 @@ def render_table(report: PlanReport) -> str:
         lines.append("no LoadBalancer services")
     lines.append("")
     lines.append(f"members ({report.members_from}): {', '.join(report.members) or '-'}")
-    explained = [sp for sp in report.services if sp.node_reasons]
+    explained = [sp for sp in report.services if sp.node_reasons and not _bgp_only(sp, bgp)]
     if explained:
         lines.append("")
         lines.append("why other nodes do not announce:")
@@ -167,6 +208,7 @@ def render_table(report: PlanReport) -> str:
                     extra = f" (rank {sp.candidates.index(node) + 1})"
                 parts.append(f"{node}={reason.value}{extra}")
             lines.append(f"  {sp.key}: {', '.join(parts)}")
+    lines += bgp_report.table_lines(report.bgp, report.bgp_sessions, report.ibgp)
     if report.unsupported:
         lines.append("")
         lines.append("not supported yet (ignored):")
@@ -196,8 +238,11 @@ def run_plan(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if members_arg is not None
         else None
     )
+    result = build_state(objects)
+    if getattr(args, "frr", False):
+        return _print_frr(args, result, out)
     report = build_report(
-        build_state(objects),
+        result,
         members,
         ignore_exclude_lb=bool(getattr(args, "ignore_exclude_lb", False)),
         lb_class=getattr(args, "lb_class", None),
@@ -207,3 +252,28 @@ def run_plan(args: argparse.Namespace, out: TextIO | None = None) -> int:
     else:
         out.write(render_table(report))
     return 0 if report.ok else 1
+
+
+def _print_frr(args: argparse.Namespace, result: BuildResult, out: TextIO) -> int:
+    """`--node N --frr`: the frr.conf node N would get (its problems on stderr)."""
+    node = getattr(args, "node", None)
+    if not node:
+        print("error: --frr needs --node NAME", file=sys.stderr)
+        return 2
+    plan = plan_bgp(
+        result.state,
+        node,
+        ignore_exclude_lb=bool(getattr(args, "ignore_exclude_lb", False)),
+        lb_class=getattr(args, "lb_class", None),
+    )
+    text = render(plan, FrrOptions(hostname=getattr(args, "hostname", None)))
+    out.write(text if getattr(args, "show_passwords", False) else redact(text))
+    blocking = [
+        p.message for p in result.dropped if p.reason is not ProblemReason.MISSING_REFERENCE
+    ]
+    for msg in [*blocking, *(p.message for p in plan.problems)]:
+        print(f"problem: {msg}", file=sys.stderr)
+    for p in result.problems:
+        if p.reason is ProblemReason.MISSING_REFERENCE:
+            print(f"waiting: {p.message}", file=sys.stderr)
+    return 1 if blocking or plan.problems else 0

@@ -44,6 +44,7 @@ CORE_MODULES = (
     "l2agent.service_ips",
     "l2agent.bgp.plan",
     "l2agent.bgp.frr_config",
+    "l2agent.bgp.report",
 )
 
 
