@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 
 deps:
 	@scripts/install-deps.sh
+	@scripts/fetch-memberlist.sh
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
