@@ -10,11 +10,16 @@
 //	meta HEXDATA            change our metadata and gossip it (UpdateNode)
 //	leave                   graceful Leave, Shutdown, exit 0
 //
-// Built by tests/helpers/gopeer.py in GOPATH mode against Debian's memberlist sources.
+// Flags choose the config (see main below); -metallb-secret derives the key exactly as MetalLB's
+// speaker does, and -label needs a build with -tags memberlist_label (memberlist >= 0.3.0).
+//
+// Built by tests/helpers/gopeer.py in GOPATH mode against Debian's memberlist sources: bookworm's
+// 0.2.2, or trixie's 0.5.0 (the release MetalLB pins) with the label tag.
 package main
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -67,7 +72,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 	emit(map[string]interface{}{"event": "user", "data": hex.EncodeToString(b)})
 }
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *delegate) LocalState(join bool) []byte                  { return d.state }
+func (d *delegate) LocalState(join bool) []byte                { return d.state }
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	emit(map[string]interface{}{"event": "state", "data": hex.EncodeToString(buf), "join": join})
 }
@@ -78,6 +83,9 @@ func main() {
 	port := flag.Int("port", 7946, "bind and advertise port")
 	join := flag.String("join", "", "comma-separated HOST:PORT to join")
 	key := flag.String("key", "", "hex AES key (16/24/32 bytes)")
+	metallbSecret := flag.String("metallb-secret", "", "MetalLB's memberlist secret; key derived as MetalLB does")
+	label := flag.String("label", "", "cluster label (memberlist >= 0.3.0)")
+	skipLabelCheck := flag.Bool("skip-inbound-label-check", false, "SkipInboundLabelCheck")
 	meta := flag.String("meta", "", "hex node metadata")
 	state := flag.String("state", "", "hex push/pull user state")
 	preset := flag.String("preset", "local", "lan|wan|local")
@@ -128,6 +136,18 @@ func main() {
 		}
 		cfg.SecretKey = k
 	}
+	if *metallbSecret != "" {
+		// MetalLB's speakerlist.New: Sum appends the digest of nothing to the secret.
+		sha := sha256.New()
+		cfg.SecretKey = sha.Sum([]byte(*metallbSecret))[:32]
+	}
+	if *label != "" || *skipLabelCheck {
+		if !labelsSupported {
+			emit(map[string]interface{}{"event": "error", "error": "this memberlist has no labels"})
+			os.Exit(2)
+		}
+		setLabel(cfg, *label, *skipLabelCheck)
+	}
 	d := &delegate{}
 	d.meta, _ = hex.DecodeString(*meta)
 	d.state, _ = hex.DecodeString(*state)
@@ -139,7 +159,7 @@ func main() {
 		emit(map[string]interface{}{"event": "error", "error": err.Error()})
 		os.Exit(2)
 	}
-	emit(map[string]interface{}{"event": "ready", "node": *name, "port": *port})
+	emit(map[string]interface{}{"event": "ready", "node": *name, "port": *port, "labels": labelsSupported})
 	if *join != "" {
 		n, err := ml.Join(strings.Split(*join, ","))
 		res := map[string]interface{}{"event": "joined", "count": n}

@@ -1,8 +1,12 @@
-"""Build and drive a real hashicorp/memberlist peer (Debian's v0.2.2 sources) for interop tests.
+"""Build and drive a real hashicorp/memberlist peer for interop tests, in two versions.
 
-The Go programs are built once per source version into `<repo>/.cache/gopeer/` in GOPATH
-mode (GO111MODULE=off, GOPATH=/usr/share/gocode), as the wire spec's §13 describes; nothing is
-fetched from the network. Tests skip with a clear reason when `go` or the sources are missing.
+`V0_2_2` is Debian bookworm's package (/usr/share/gocode, installed by install-deps.sh);
+`V0_5_0` is Debian trixie's, the release MetalLB speakers pin, fetched by
+scripts/fetch-memberlist.sh into `<repo>/.cache/memberlist-0.5.0/` (its dependencies come from
+bookworm's tree: go-msgpack 0.5.5, the only one that shapes the wire, is the same in both).
+The Go programs are built once per source version into `<repo>/.cache/gopeer/` in GOPATH mode
+(GO111MODULE=off), as the wire spec's §13 describes; the build itself is offline. Tests skip
+with a clear reason when `go` or the sources are missing.
 """
 
 from __future__ import annotations
@@ -19,29 +23,87 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 GOPEER_SRC = REPO / "tests" / "gopeer"
 GOCODE = Path("/usr/share/gocode")
-MEMBERLIST_SRC = GOCODE / "src" / "github.com" / "hashicorp" / "memberlist"
 CACHE = REPO / ".cache" / "gopeer"
+FETCH_SCRIPT = REPO / "scripts" / "fetch-memberlist.sh"
+_MEMBERLIST = Path("src") / "github.com" / "hashicorp" / "memberlist"
+_FETCH_MARK_FRESH = 600.0
+"""Seconds a recorded download failure stands before the next use tries again."""
 
 _lock = threading.Lock()
 
 
-def skip_reason() -> str | None:
-    """Why the Go peer cannot be built here, or None."""
+@dataclass(frozen=True, slots=True)
+class MemberlistSource:
+    """One memberlist version's GOPATH and how to build against it."""
+
+    version: str
+    gocode: Path
+    """The GOPATH tree holding this version's github.com/hashicorp/memberlist."""
+    tags: tuple[str, ...] = ()
+    """Build tags for tests/gopeer (memberlist_label: Config.Label exists)."""
+    fetched: bool = False
+    """Downloaded by scripts/fetch-memberlist.sh rather than installed as a package."""
+
+    @property
+    def labels(self) -> bool:
+        return "memberlist_label" in self.tags
+
+    @property
+    def memberlist_dir(self) -> Path:
+        return self.gocode / _MEMBERLIST
+
+    @property
+    def gopath(self) -> str:
+        """This tree first, then bookworm's for the dependencies."""
+        return f"{self.gocode}:{GOCODE}" if self.gocode != GOCODE else str(GOCODE)
+
+
+V0_2_2 = MemberlistSource("0.2.2", GOCODE)
+V0_5_0 = MemberlistSource(
+    "0.5.0",
+    REPO / ".cache" / "memberlist-0.5.0" / "usr" / "share" / "gocode",
+    tags=("memberlist_label",),
+    fetched=True,
+)
+VERSIONS = (V0_2_2, V0_5_0)
+
+
+def _fetch(source: MemberlistSource) -> str | None:
+    """Run the download for a fetched version if needed; why it is still missing, or None."""
+    mark = REPO / ".cache" / f"memberlist-{source.version}.unavailable"
+    if not (source.memberlist_dir / "memberlist.go").exists():
+        fresh = mark.exists() and time.time() - mark.stat().st_mtime < _FETCH_MARK_FRESH
+        if not fresh:
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                subprocess.run([str(FETCH_SCRIPT)], capture_output=True, timeout=600, check=False)
+    if (source.memberlist_dir / "memberlist.go").exists():
+        return None
+    if mark.exists():
+        return mark.read_text().strip()
+    return f"memberlist {source.version}: {FETCH_SCRIPT.name} did not provide the sources"
+
+
+def skip_reason(source: MemberlistSource = V0_2_2) -> str | None:
+    """Why the Go peer for `source` cannot be built here, or None (may download sources)."""
     if shutil.which("go") is None:
         return "needs the Go toolchain (`go`; Debian package golang-go)"
-    if not (MEMBERLIST_SRC / "memberlist.go").exists():
+    if not (GOCODE / _MEMBERLIST / "memberlist.go").exists():
         return "needs golang-github-hashicorp-memberlist-dev (/usr/share/gocode)"
+    if source.fetched:
+        with _lock:
+            return _fetch(source)
     return None
 
 
-def _digest(*paths: Path) -> str:
-    h = hashlib.sha256()
+def _digest(*paths: Path, extra: str = "") -> str:
+    h = hashlib.sha256(extra.encode())
     for path in paths:
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
@@ -59,18 +121,21 @@ def _go_env(gopath: str) -> dict[str, str]:
     return env
 
 
-def build_peer() -> Path:
-    """The memberlist peer binary (tests/gopeer/main.go), built on first use."""
-    main = GOPEER_SRC / "main.go"
-    out = CACHE / f"gopeer-{_digest(main)}"
+def build_peer(source: MemberlistSource = V0_2_2) -> Path:
+    """The memberlist peer binary (tests/gopeer/*.go) for one version, built on first use."""
+    files = sorted(GOPEER_SRC.glob("*.go"))
+    out = CACHE / f"gopeer-{source.version}-{_digest(*files, extra=source.gopath)}"
     with _lock:
         if not out.exists():
             CACHE.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix(f".tmp{os.getpid()}")
+            cmd = ["go", "build", "-o", str(tmp)]
+            if source.tags:
+                cmd += ["-tags", ",".join(source.tags)]
             subprocess.run(
-                ["go", "build", "-o", str(tmp), "."],
+                [*cmd, "."],
                 cwd=GOPEER_SRC,
-                env=_go_env(str(GOCODE)),
+                env=_go_env(source.gopath),
                 check=True,
                 capture_output=True,
                 timeout=300,
@@ -79,18 +144,18 @@ def build_peer() -> Path:
     return out
 
 
-def build_golden_tool() -> Path:
+def build_golden_tool(source: MemberlistSource = V0_2_2) -> Path:
     """The golden-vector/judge tool: tests/gopeer/golden compiled inside a copy of memberlist."""
     golden = GOPEER_SRC / "golden" / "zz_golden.go"
     main = GOPEER_SRC / "golden" / "main.go.txt"
-    out = CACHE / f"golden-{_digest(golden, main)}"
+    out = CACHE / f"golden-{source.version}-{_digest(golden, main, extra=source.gopath)}"
     with _lock:
         if not out.exists():
             work = CACHE / f"gopath-{os.getpid()}"
             shutil.rmtree(work, ignore_errors=True)
-            pkg = work / "src" / "github.com" / "hashicorp" / "memberlist"
-            shutil.copytree(MEMBERLIST_SRC, pkg, symlinks=True)
-            for test_file in pkg.glob("*_test.go"):
+            pkg = work / _MEMBERLIST
+            shutil.copytree(source.memberlist_dir, pkg, symlinks=True)
+            for test_file in pkg.rglob("*_test.go"):
                 test_file.unlink()
             shutil.copy(golden, pkg / "zz_golden.go")
             tool = work / "src" / "goldentool"
@@ -101,7 +166,7 @@ def build_golden_tool() -> Path:
                 subprocess.run(
                     ["go", "build", "-o", str(tmp), "."],
                     cwd=tool,
-                    env=_go_env(f"{work}:{GOCODE}"),
+                    env=_go_env(f"{work}:{source.gopath}"),
                     check=True,
                     capture_output=True,
                     timeout=300,
@@ -216,7 +281,7 @@ class GoPeer(JsonLinesProcess):
     def __init__(self, binary: Path, name: str, port: int, **flags: str) -> None:
         argv = [str(binary), "-name", name, "-port", str(port)]
         for key, value in flags.items():
-            argv += [f"-{key.replace('_', '-')}", value]
+            argv.append(f"-{key.replace('_', '-')}={value}")  # one word: also for bool flags
         super().__init__(argv)
         self.name = name
         self.port = port
