@@ -305,14 +305,15 @@ def test_labelled_members_interoperate(
     go2.wait_for(lambda e: e.get("event") == "user" and e["data"] == "bb01")
     go2.wait_for(lambda e: e.get("event") == "user" and e["data"] == "bb02")
 
-    go2.kill()
-    py1.wait_event("fail", "go2", timeout=DETECT)
+    # A graceful leave while all are alive (memberlist spends the few transmits of a leave on
+    # recently dead members too, so after crashes it may reach nobody alive).
+    assert "error" not in go2.command("leave")
+    py1.wait_event("leave", "go2", timeout=SPREAD)
+    assert not any(e.get("event") == "fail" and e.get("node") == "go2" for e in py1.seen)
     py2.kill()
-    go1.wait_event("leave", "py2", timeout=DETECT)
-    _same_view([go1, py1], {"go1", "py1"})
-    go1.command("leave")  # graceful: a leave, not a failure
-    py1.wait_event("leave", "go1", timeout=SPREAD)
-    assert not any(e.get("event") == "fail" and e.get("node") == "go1" for e in py1.seen)
+    go1.wait_event("leave", "py2", timeout=DETECT)  # memberlist reports dead nodes as leave
+    go1.kill()
+    py1.wait_event("fail", "go1", timeout=DETECT)
 
 
 def test_label_mismatch_is_refused_both_ways(
