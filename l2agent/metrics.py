@@ -394,6 +394,13 @@ class SpeakerMetrics(_ConfigMetrics):
             ["member"],
             registry=registry,
         )
+        self._filter_coverage = Gauge(
+            "l2agent_responder_filter_coverage",
+            "How the kernel filter on each interface matches the owned IPs (1 = current): "
+            "exact, senderRange, or passAll (too many IPs: every ARP/NS reaches the speaker).",
+            ["interface", "coverage"],
+            registry=registry,
+        )
         self._conflicts = Counter(
             "l2agent_address_conflicts",
             "Another MAC answered ARP/NS for a service IP this node owns.",
@@ -403,13 +410,21 @@ class SpeakerMetrics(_ConfigMetrics):
 
     # Responder (ResponderCounters protocol) and announcer.
 
-    def request_received(self, ip: IPLike) -> None:
-        """An ARP request / NS for an IP we announce arrived on a matching interface."""
-        self._l2.inc("metallb_layer2_requests_received", ip)
+    def request_received(self, ip: IPLike, count: int = 1) -> None:
+        """ARP requests / NS for an IP we announce arrived on a matching interface."""
+        self._l2.inc("metallb_layer2_requests_received", ip, float(count))
 
-    def response_sent(self, ip: IPLike) -> None:
-        """We sent an ARP reply / NA in answer."""
-        self._l2.inc("metallb_layer2_responses_sent", ip)
+    def response_sent(self, ip: IPLike, count: int = 1) -> None:
+        """We sent ARP replies / NAs in answer."""
+        self._l2.inc("metallb_layer2_responses_sent", ip, float(count))
+
+    def filter_coverage(self, ifname: str, coverage: enum.Enum) -> None:
+        """The responder's kernel filter on ``ifname`` now has ``coverage`` (a
+        ``l2agent.responder.filter.Coverage``): 1 for it, 0 for the others."""
+        for value in type(coverage):
+            self._filter_coverage.labels(interface=ifname, coverage=_label(value)).set(
+                1 if value is coverage else 0
+            )
 
     def gratuitous_sent(self, ip: IPLike, count: int = 1) -> None:
         """We sent gratuitous frames (MetalLB counts 2 per GARP round, 1 per unsolicited NA)."""

@@ -91,6 +91,7 @@ class Drop:
     sender_mac: bytes | None = None
 
 
+_MAX_VID = 4094
 _NOT_ND = (MalformedReason.BAD_NEXT_HEADER, MalformedReason.BAD_ICMP_TYPE)
 
 
@@ -121,6 +122,8 @@ def decide(
     if eth.src == iface.mac:
         return Drop(DropReason.OWN_SOURCE)
     tag = vlan if eth.vlan is None else eth.vlan
+    if tag is not None and not 0 <= tag <= _MAX_VID:  # 4095 is reserved: no reply can carry it
+        return Drop(DropReason.MALFORMED, None, MalformedReason.BAD_VLAN)
     if eth.ethertype == EtherType.ARP:
         return _decide_arp(eth.payload, eth.dst, iface, owned, tag)
     if eth.ethertype == EtherType.IPV6:

@@ -6,9 +6,15 @@ the speaker says which IPs this interface owns (``set_owned``), and the counters
 
 Socket set-up, in this order so no unfiltered frame is ever queued:
 ``socket(AF_PACKET, SOCK_RAW, 0)`` (protocol 0 receives nothing yet), the kernel BPF program
-from ``bpf.py`` (only ARP requests and ICMPv6 NS reach Python), PACKET_AUXDATA (the VLAN tag
-the kernel strips), PACKET_IGNORE_OUTGOING (our own gratuitous requests are not looped back),
-then ``bind((ifname, ETH_P_ALL))``, non-blocking, ``loop.add_reader``.
+generated from the owned set (``filter.py``: only requests for owned IPs and conflicting
+claims reach Python), PACKET_AUXDATA (the VLAN tag the kernel strips),
+PACKET_IGNORE_OUTGOING (our own gratuitous requests are not looped back), then
+``bind((ifname, ETH_P_ALL))``, non-blocking, ``loop.add_reader``.
+
+Whenever the owned set (or the MAC) changes, the program is regenerated and attached again:
+``SO_ATTACH_FILTER`` on a socket that has a filter replaces it in one step, so every frame
+meets the old or the new program and none is lost in the swap. The owned set is updated
+first, so frames the new program lets in are judged by the new set.
 
 Solicited-node multicast: for every owned IPv6 address the interface joins the group's MAC
 (``33:33:ff:xx:xx:xx``) with PACKET_ADD_MEMBERSHIP / PACKET_MR_MULTICAST, so a NIC with a
@@ -45,8 +51,9 @@ from typing import Protocol
 
 from l2agent.model.types import IPAddress, format_mac
 from l2agent.packets.ndp import solicited_node_address, solicited_node_mac
-from l2agent.responder.bpf import SO_ATTACH_FILTER, make_sock_fprog
+from l2agent.responder.bpf import PROGRAM, attach_filter
 from l2agent.responder.decide import Drop, DropReason, InterfaceView, Owned, Reply, decide
+from l2agent.responder.filter import Coverage, OwnedFilter, owned_filter
 
 __all__ = ["MemoryCounters", "Responder", "ResponderCounters", "answered_here"]
 
@@ -73,14 +80,17 @@ _BATCH = 64
 class ResponderCounters(Protocol):
     """What the responder counts; ``l2agent.metrics.SpeakerMetrics`` implements it."""
 
-    def request_received(self, ip: IPAddress) -> None:
-        """An ARP request / NS for an IP this interface owns arrived (MetalLB's counter)."""
+    def request_received(self, ip: IPAddress, count: int = 1) -> None:
+        """ARP requests / NS for an IP this interface owns arrived (MetalLB's counter)."""
 
-    def response_sent(self, ip: IPAddress) -> None:
-        """The answer left the socket."""
+    def response_sent(self, ip: IPAddress, count: int = 1) -> None:
+        """Answers left the socket."""
 
     def dropped(self, reason: DropReason) -> None:
         """A frame got no answer (malformed, not ours, ...)."""
+
+    def filter_coverage(self, ifname: str, coverage: Coverage) -> None:
+        """The kernel filter on ``ifname`` now has this coverage (PASS_ALL: unfiltered)."""
 
 
 class MemoryCounters:
@@ -92,12 +102,16 @@ class MemoryCounters:
         self.responses: Counter[IPAddress] = Counter()
         self.gratuitous: Counter[IPAddress] = Counter()
         self.drops: Counter[str] = Counter()
+        self.filters: dict[str, str] = {}
 
-    def request_received(self, ip: IPAddress) -> None:
-        self.requests[ip] += 1
+    def request_received(self, ip: IPAddress, count: int = 1) -> None:
+        self.requests[ip] += count
 
-    def response_sent(self, ip: IPAddress) -> None:
-        self.responses[ip] += 1
+    def response_sent(self, ip: IPAddress, count: int = 1) -> None:
+        self.responses[ip] += count
+
+    def filter_coverage(self, ifname: str, coverage: Coverage) -> None:
+        self.filters[ifname] = coverage.value
 
     def gratuitous_sent(self, ip: IPAddress, count: int = 1) -> None:
         self.gratuitous[ip] += count
@@ -105,12 +119,13 @@ class MemoryCounters:
     def dropped(self, reason: DropReason) -> None:
         self.drops[reason.value] += 1
 
-    def as_dict(self) -> dict[str, dict[str, int]]:
+    def as_dict(self) -> dict[str, dict[str, int] | dict[str, str]]:
         return {
             "requests": {str(k): v for k, v in self.requests.items()},
             "responses": {str(k): v for k, v in self.responses.items()},
             "gratuitous": {str(k): v for k, v in self.gratuitous.items()},
             "drops": dict(self.drops),
+            "filters": dict(self.filters),
         }
 
 
@@ -149,6 +164,8 @@ class Responder:
         self._groups: dict[bytes, set[IPv6Address]] = {}
         self._mld: socket.socket | None = None
         self._send_errors = 0
+        self._filter: OwnedFilter | None = None
+        self._filter_key: tuple[bytes, frozenset[IPAddress]] | None = None
         self.on_conflict: Callable[[IPAddress, bytes], None] | None = None
         """Called when another MAC claims an IP this interface announces."""
 
@@ -162,8 +179,7 @@ class Responder:
         self._loop = loop
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
-            fprog = make_sock_fprog()
-            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog.value)
+            self._attach(sock)
             sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             try:
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
@@ -192,6 +208,7 @@ class Responder:
         """Stop reading and close the socket (the kernel drops its group memberships)."""
         sock, self._sock = self._sock, None
         self._groups.clear()
+        self._filter_key = None
         mld, self._mld = self._mld, None
         if mld is not None:
             mld.close()  # leaves every group it joined (the kernel sends MLD done)
@@ -221,6 +238,7 @@ class Responder:
         """
         self._owned = owned
         if self._sock is not None:
+            self._attach(self._sock)
             self._sync_groups()
 
     def update_interface(self, iface: InterfaceView) -> None:
@@ -230,6 +248,44 @@ class Responder:
             raise ValueError(f"responder for {self.iface.name} cannot become {iface.name}")
         self.iface = iface
         self._view = replace(iface, link_local=None)
+        if self._sock is not None:
+            self._attach(self._sock)
+
+    @property
+    def kernel_filter(self) -> OwnedFilter | None:
+        """The program attached now and its coverage (None before ``open``)."""
+        return self._filter
+
+    def _attach(self, sock: socket.socket) -> None:
+        """Attach the program for the current MAC and owned set (if either changed)."""
+        key = (self.iface.mac, answered_here(self._owned, self.iface.name))
+        if key == self._filter_key:
+            return
+        new = owned_filter(*key)
+        try:
+            attach_filter(sock, new.program)
+        except OSError as exc:  # e.g. optmem_max too small for a long program
+            log.error("%s: cannot attach the owned-set filter: %s", self.iface.name, exc)
+            new = OwnedFilter(PROGRAM, Coverage.PASS_ALL, new.exact_size)
+            attach_filter(sock, new.program)
+        old, self._filter, self._filter_key = self._filter, new, key
+        if old is None or old.coverage is not new.coverage:
+            self._counters.filter_coverage(self.iface.name, new.coverage)
+            if new.coverage is not Coverage.EXACT:
+                log.warning(
+                    "%s: %d owned IPs need %d BPF instructions (limit 4096): kernel filter is %s",
+                    self.iface.name,
+                    len(key[1]),
+                    new.exact_size,
+                    new.coverage.value,
+                )
+        log.debug(
+            "%s: kernel filter for %d IPs: %d instructions (%s)",
+            self.iface.name,
+            len(key[1]),
+            len(new.program),
+            new.coverage.value,
+        )
 
     def joined_groups(self) -> frozenset[bytes]:
         """Solicited-node multicast MACs currently joined (for tests and status)."""

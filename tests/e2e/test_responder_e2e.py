@@ -134,8 +134,10 @@ def test_an_ip_nobody_owns_gets_no_answer(lab: Lab, agents: dict[str, Agent]) ->
     for target in (UNOWNED_VIP6, V6):
         proc = client(lab, "ndisc6", "-r", "2", "-w", "500", str(target), "eth0")
         assert proc.returncode != 0 and "link-layer address" not in proc.stdout.lower()
-    drops = agents["node1"].counters()["drops"]
-    assert drops.get("announceIP", 0) >= 4
+    # The kernel filter dropped every one of those requests: none reached Python.
+    counters = agents["node1"].counters()
+    assert counters["drops"].get("announceIP", 0) == 0, counters
+    assert counters["filters"] == {"eth0": "exact"}
 
 
 def _traffic(lab: Lab, target: object) -> list:
@@ -223,7 +225,7 @@ def test_a_responder_opened_after_the_ip_was_announced_joins_at_once(lab: Lab) -
 
 _GARBAGE = r"""
 import sys
-from scapy.all import ARP, Ether, ICMPv6ND_NS, IPv6, Raw, sendp
+from scapy.all import ARP, Ether, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6, Raw, sendp
 # Source MAC explicit: scapy cannot guess it for raw payloads, and a bridge drops 00:00:...
 me = sys.argv[1]
 bcast, group = "ff:ff:ff:ff:ff:ff", "33:33:ff:00:02:00"
@@ -231,18 +233,20 @@ ns_mc = IPv6(src="2001:db8::100", dst="ff02::1:ff00:200", hlim=255)
 ns_ttl64 = IPv6(src="2001:db8::100", dst="ff02::1:ff00:200", hlim=64)
 tgt = ICMPv6ND_NS(tgt="2001:db8::200")
 frames = [
-    # ARP request cut short after the opcode (passes the kernel filter, fails our parser)
+    # ARP request cut short after the opcode (the kernel filter cannot read a target)
     Ether(src=me, dst=bcast, type=0x0806) / Raw(bytes(ARP(op=1, pdst="192.0.2.200"))[:9]),
-    # ARP request claiming 8-byte hardware addresses
+    # ARP request claiming 8-byte hardware addresses (the kernel filter checks lengths)
     Ether(src=me, dst=bcast) / ARP(op=1, hwlen=8, pdst="192.0.2.200"),
-    # NS with a wrong checksum
+    # NS with a wrong checksum: only our parser can tell (passes the kernel filter)
     Ether(src=me, dst=group) / ns_mc / ICMPv6ND_NS(tgt="2001:db8::200", cksum=0x1234),
     # NS cut inside the target address; the IPv6 header is consistent (a truncated IPv6
     # packet, payload length > data, never gets past the veth/bridge path at all)
     Ether(src=me, dst=group) / IPv6(src="2001:db8::100", dst="ff02::1:ff00:200", hlim=255,
                                     nh=58, plen=10) / Raw(bytes(tgt)[:10]),
-    # NS with hop limit 64 (off-link: must be ignored)
+    # NS with hop limit 64 (off-link: must be ignored; the kernel filter checks it)
     Ether(src=me, dst=group) / ns_ttl64 / tgt,
+    # NS whose SLLA option has length 0: only our parser can tell
+    Ether(src=me, dst=group) / ns_mc / tgt / ICMPv6NDOptSrcLLAddr(lladdr=me, len=0),
 ]
 sendp(frames, iface="eth0", verbose=False)
 """
@@ -259,10 +263,11 @@ def test_truncated_and_garbage_frames_change_nothing_and_are_counted(
     lab.exec(
         "client", [sys.executable, "-c", _GARBAGE, mac_text(client_mac()), mac_text(node_mac(1))]
     )
+    # The kernel filter drops what it can judge; the two only our parser can judge arrive.
     assert wait_until(
         lambda: (
             agents["node1"].counters()["drops"].get("malformed", 0)
-            >= before["drops"].get("malformed", 0) + 5
+            >= before["drops"].get("malformed", 0) + 2
         ),
         timeout=3,
     ), agents["node1"].counters()

@@ -35,6 +35,7 @@ CORE_MODULES = (
     "l2agent.packets",
     "l2agent.responder.decide",
     "l2agent.responder.bpf",
+    "l2agent.responder.filter",
     "l2agent.announce.schedule",
     "l2agent.interfaces.inventory",
     "l2agent.model",
