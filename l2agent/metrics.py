@@ -27,6 +27,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from l2agent.responder.decide import DropReason
+
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
@@ -355,10 +357,14 @@ class SpeakerMetrics(_ConfigMetrics):
         )
         self._dropped = Counter(
             "l2agent_packets_dropped",
-            "ARP/NS frames that got no answer, by reason (the responder's DropReason).",
+            "ARP/NS frames that got no answer, by reason (the responder's DropReason). "
+            "Requests for IPs this node does not own are dropped by the kernel filter and "
+            "never counted here.",
             ["reason"],
             registry=registry,
         )
+        for reason in DropReason:  # every series from the start: rate() sees a quiet 0
+            self._dropped.labels(reason=reason.value)
         self._changes = Counter(
             "l2agent_ownership_changes",
             "Times this node gained or lost ownership of a service IP.",
