@@ -234,7 +234,9 @@ class BGPPeer:
             address=_ip(spec.get("peerAddress"), f"{where}: peerAddress"),
             interface=_name(spec.get("interface"), f"{where}: interface"),
             source_address=_ip(spec.get("sourceAddress"), f"{where}: sourceAddress"),
-            port=_int(spec.get("peerPort"), f"{where}: peerPort", 1, 16384, default=179) or 179,
+            # 0 is v1beta1's "unset" (FRR's default port then)
+            port=_int(spec.get("peerPort"), f"{where}: peerPort", 0, 16384, default=0)
+            or DEFAULT_BGP_PORT,
             hold_time=hold,
             keepalive_time=keepalive,
             connect_time=int(connect) if connect is not None else None,

@@ -145,6 +145,7 @@ def test_peer_v1beta1_reads_the_same() -> None:
     v2 = BGPPeer.from_dict(peer("r1", version="v1beta2", holdTime="90s", keepaliveTime="30s"))
     assert v1 == v2
     assert v1.port == 179 and not v1.is_ibgp and v1.families == {4}
+    assert BGPPeer.from_dict(peer("r1", version="v1beta1", peerPort=0)).port == 179
 
 
 def test_peer_dynamic_asn_and_unnumbered() -> None:
@@ -171,7 +172,7 @@ def test_peer_dynamic_asn_and_unnumbered() -> None:
         ({"sourceAddress": "nope"}, "not an IP address"),
         ({"routerID": "2001:db8::1"}, "not an IPv4 address"),
         ({"peerASN": 64512, "ebgpMultiHop": True}, "ebgpMultiHop is set for an iBGP peer"),
-        ({"peerPort": 0}, "peerPort"),
+        ({"peerPort": -1}, "peerPort"),
         ({"peerPort": 20000}, "peerPort"),
         ({"holdTime": "1s"}, "must be 0 or >= 3s"),
         ({"holdTime": 90}, "duration string"),
