@@ -53,13 +53,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from bench._cases import CASES, LABELS, NOTES, RATIO_CASES
 from bench._keepalived import KEEPALIVED_VIP, Keepalived
 from bench._stats import Row, summarize
-from l2agent.demo import demo_config
 from l2agent.lab.netns import Lab, tools_missing
 from l2agent.lab.prober import Probe, outage
 from l2agent.lab.speakers import LabSpeakers
 from l2agent.lab.topology import vip
+from l2agent.static import demo_config_path
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +70,6 @@ RESULTS = REPO / "bench" / "results"
 V4 = str(vip(0, 4))
 LAB_VIPS = [vip(0, 4), vip(0, 6), vip(1, 4)]
 """The demo config's service IPs (l2agent/data/demo.yaml), on every node's kube-ipvs0."""
-
-CASES = (
-    "l2agent-link-down",
-    "l2agent-sigkill",
-    "l2agent-sigterm",
-    "l2agent-rolling",
-    "keepalived-default",
-    "keepalived-tuned",
-    "memberlist-lan",
-    "memberlist-tuned",
-)
 
 MEMBERLIST_FLAGS = {
     "memberlist-lan": {"preset": "lan"},
@@ -164,7 +154,7 @@ class L2agentBench:
 
     def __init__(self, lab: Lab, workdir: Path, extra: Sequence[str] = ()) -> None:
         self.lab = lab
-        self.sp = LabSpeakers(lab, demo_config(), workdir=workdir, extra=extra)
+        self.sp = LabSpeakers(lab, demo_config_path(), workdir=workdir, extra=extra)
         self.ips = [str(v) for v in LAB_VIPS]
         self.steady: dict[str, str] = {}
 
@@ -285,7 +275,7 @@ class KeepalivedBench:
     def __init__(self, lab: Lab, workdir: Path, advert_int: float, version: int, vrid: int):
         self.lab = lab
         self.ka = Keepalived(lab, workdir, advert_int, version, vrid)
-        self.echo = LabSpeakers(lab, demo_config(), workdir=workdir)
+        self.echo = LabSpeakers(lab, demo_config_path(), workdir=workdir)
         self.master = lab.node_names[0]
 
     def start(self) -> None:
@@ -568,29 +558,6 @@ def run(
         "cases": results,
         "ratios": ratios(results),
     }
-
-
-LABELS = {
-    "l2agent-link-down": ("l2agent (fast preset)", "node link-down: client outage"),
-    "l2agent-sigkill": ("l2agent (fast preset)", "agent SIGKILL: takeover time"),
-    "l2agent-sigterm": ("l2agent (fast preset)", "agent SIGTERM: client outage"),
-    "l2agent-rolling": ("l2agent (fast preset)", "rolling restart: longest reply gap"),
-    "keepalived-default": ("keepalived VRRPv2 advert_int 1", "MASTER link-down: client outage"),
-    "keepalived-tuned": ("keepalived VRRPv3 advert_int 0.1", "MASTER link-down: client outage"),
-    "memberlist-lan": ("Go memberlist DefaultLANConfig", "link-down: failure detection"),
-    "memberlist-tuned": ("Go memberlist LAN, 100 ms probes", "link-down: failure detection"),
-}
-
-RATIO_CASES = ("keepalived-default", "keepalived-tuned", "memberlist-lan", "memberlist-tuned")
-"""Rows that get a "times l2agent's link-down median" figure."""
-
-NOTES = {
-    "l2agent-sigkill": "node stays up, so the client loses nothing",
-    "l2agent-rolling": "longest gap between replies across a restart of every speaker; "
-    "no probe lost",
-    "memberlist-lan": "MetalLB's lower bound (detection only)",
-    "memberlist-tuned": "detection only",
-}
 
 
 def ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:

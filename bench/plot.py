@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench._cases import CASES, LABELS
+
 COLOURS = {"node1": "#1f77b4", "node2": "#2ca02c", "node3": "#ff7f0e"}
 
 
@@ -27,8 +29,6 @@ def plot_failover(doc: dict[str, Any], out: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    from bench.failover import CASES, LABELS
-
     panels = [(c, doc["cases"][c]) for c in CASES if (doc["cases"].get(c) or {}).get("timeline")]
     if not panels:
         return None

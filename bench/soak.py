@@ -38,10 +38,10 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.failover import source_version
-from l2agent.demo import demo_config
 from l2agent.lab.netns import CLIENT, Lab, tools_missing
 from l2agent.lab.speakers import LabSpeakers
 from l2agent.lab.topology import vip
+from l2agent.static import demo_config_path
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def run_soak(
         raise RuntimeError(f"the soak needs {', '.join(missing)} (scripts/install-deps.sh)")
     work = workdir or Path(tempfile.mkdtemp(prefix="l2soak-"))
     with Lab(3, vips=LAB_VIPS) as lab:
-        sp = LabSpeakers(lab, demo_config(), workdir=work, extra=extra)
+        sp = LabSpeakers(lab, demo_config_path(), workdir=work, extra=extra)
         burners = []
         try:
             sp.start_all()

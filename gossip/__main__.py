@@ -26,9 +26,10 @@ from typing import Any
 
 from gossip import config as presets
 from gossip.actions import Address
+from gossip.addresses import GOSSIP_PORT, parse_address
 from gossip.aio.runtime import GossipRuntime
 from gossip.config import GossipConfig, with_settings
-from gossip.errors import GossipError, LocalError
+from gossip.errors import BadAddress, GossipError, LocalError
 from gossip.events import (
     Event,
     MemberFailed,
@@ -54,10 +55,10 @@ _EVENT_NAMES: dict[type, str] = {
 
 
 def _addr(text: str) -> Address:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not IP:PORT")
-    return host.strip("[]"), int(port)
+    try:
+        return parse_address(text, GOSSIP_PORT)
+    except BadAddress as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def read_key(path: Path) -> bytes:
@@ -91,8 +92,8 @@ def build_config(args: argparse.Namespace) -> GossipConfig:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m gossip", description=__doc__.split("\n")[0])
     p.add_argument("--name", required=True)
-    p.add_argument("--bind", type=_addr, default=("0.0.0.0", 7946), help="IP:PORT")
-    p.add_argument("--advertise", type=_addr, help="IP:PORT others reach us at")
+    p.add_argument("--bind", type=_addr, default=("0.0.0.0", GOSSIP_PORT), help="IP[:PORT]")
+    p.add_argument("--advertise", type=_addr, help="IP[:PORT] others reach us at")
     p.add_argument("--join", type=_addr, nargs="+", default=[], action="extend")
     p.add_argument("--key-file", type=Path, help="AES key: hex or 16/24/32 raw bytes")
     p.add_argument("--metallb-secret-file", type=Path, help="derive the key as MetalLB does")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gossip.addresses import GOSSIP_PORT
 from gossip.errors import LocalError
 from gossip.messages import META_MAX_SIZE, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN
 
@@ -30,7 +31,7 @@ class GossipConfig:
     """Unique node name: the member table is keyed by it (MetalLB: the Kubernetes node name)."""
     bind_addr: str = "0.0.0.0"
     """IP the runtime binds UDP and TCP to."""
-    bind_port: int = 7946
+    bind_port: int = GOSSIP_PORT
     """Port for both UDP and TCP."""
     advertise_addr: str = ""
     """IP others reach us at; "" means `bind_addr`. Must be a concrete IP for the engine:

@@ -76,3 +76,7 @@ class DecryptFailed(MalformedMessage):
 
 class LocalError(GossipError):
     """Our own fault: bad configuration, a message too big to send, an invalid key."""
+
+
+class BadAddress(LocalError, ValueError):
+    """An address text (`HOST[:PORT]`) that does not parse (`gossip.addresses`)."""

@@ -17,11 +17,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from gossip.addresses import parse_address
 from l2agent.metrics import MemberRow, OwnershipRow
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 7472
+METRICS_PORT = 7472
+"""MetalLB's monitoring port (speaker and controller)."""
 _MAX_HEADER_BYTES = 16 * 1024
 _READ_TIMEOUT = 5.0
 #: The classic text format that ``generate_latest`` writes; every Prometheus since 1.x reads it.
@@ -42,30 +44,12 @@ _REASONS = {
 StatusSource = Callable[[], Mapping[str, Any]]
 
 
-def parse_addr(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """Parse ``--metrics-addr``: ``:7472``, ``0.0.0.0:7472``, ``[::1]:7472``, ``host``.
+def parse_metrics_addr(text: str) -> tuple[str, int]:
+    """`--metrics-addr`: `:7472`, `0.0.0.0:7472`, `[::1]:7472`, `2001:db8::1`, `host`.
 
-    An empty host means every address (``""`` for asyncio). Raises ValueError on bad text.
-    """
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"bad address {text!r}: expected [IPv6]:PORT")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    elif ":" in text:
-        raise ValueError(f"bad address {text!r}: put an IPv6 address in brackets")
-    else:
-        host, port_text = text, ""
-    if not port_text:
-        port = default_port
-    elif port_text.isdigit() and 0 <= int(port_text) <= 65535:
-        port = int(port_text)
-    else:
-        raise ValueError(f"bad port in address {text!r}")
-    return host, port
+    An empty host means every address (`""` for asyncio). Raises `BadAddress` (a
+    ValueError) on bad text."""
+    return parse_address(text, METRICS_PORT, allow_empty_host=True)
 
 
 def _rfc3339(unix: float | None) -> str | None:
@@ -125,7 +109,7 @@ class HealthServer:
         registry: CollectorRegistry,
         *,
         host: str = "",
-        port: int = DEFAULT_PORT,
+        port: int = METRICS_PORT,
         ready: Callable[[], bool] = lambda: True,
         status: StatusSource | None = None,
     ) -> None:
@@ -235,10 +219,10 @@ class HealthServer:
 
 
 __all__ = [
-    "DEFAULT_PORT",
+    "METRICS_PORT",
     "HealthServer",
     "StatusSource",
-    "parse_addr",
+    "parse_metrics_addr",
     "speaker_status",
     "status_document",
 ]

@@ -16,23 +16,27 @@ therefore exported by our own collector as untyped samples with MetalLB's exact 
 from __future__ import annotations
 
 import enum
-import ipaddress
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from l2agent.model.reports import (
+    IPLike,
+    MemberRow,
+    OwnershipChange,
+    OwnershipRow,
+    PoolUsage,
+)
 from l2agent.responder.decide import DropReason
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-IPLike = ipaddress.IPv4Address | ipaddress.IPv6Address | str
 
 #: Failover: from the member's failure to our first gratuitous packet, 1 ms .. 10 s.
 FAILOVER_BUCKETS: tuple[float, ...] = (
@@ -71,59 +75,6 @@ PROBE_RTT_BUCKETS: tuple[float, ...] = (
 #: Gossip member states, always exported (0 when empty) so dashboards show a flat line.
 MEMBER_STATES: tuple[str, ...] = ("alive", "suspect", "dead", "left")
 _MAX_INT64 = 2**63 - 1
-
-
-class OwnershipChange(enum.Enum):
-    """Direction of an ownership change on this node (the metric label value)."""
-
-    GAINED = "gained"
-    LOST = "lost"
-
-
-@dataclass(frozen=True, slots=True)
-class OwnershipRow:
-    """One service IP as this speaker sees it, at the moment of asking.
-
-    ``owner`` is the node the election picks in this speaker's view (None: nobody eligible).
-    ``announcing`` is True only on the node that announces the IP right now; ``interfaces``
-    are the interfaces it announces on (empty when not announcing). ``since`` is the wall
-    clock (Unix seconds) of the last owner change this speaker saw for the IP, or None.
-    """
-
-    ip: IPLike
-    service: str
-    owner: str | None
-    announcing: bool
-    interfaces: tuple[str, ...] = ()
-    since: float | None = None
-    protocol: str = "layer2"
-
-    def __post_init__(self) -> None:
-        if self.interfaces and not self.announcing:
-            raise ValueError(f"{self.ip}: interfaces given but not announcing")
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRow:
-    """One gossip member as this speaker's member table holds it.
-
-    ``state`` is one of :data:`MEMBER_STATES`; pass ``MemberState.name.lower()``.
-    """
-
-    name: str
-    addr: str
-    state: str
-
-
-@dataclass(frozen=True, slots=True)
-class PoolUsage:
-    """Addresses of one IPAddressPool: usable (after avoidBuggyIPs) and in use (distinct IPs)."""
-
-    pool: str
-    total_v4: int
-    total_v6: int
-    in_use_v4: int
-    in_use_v6: int
 
 
 def _label(value: object) -> str:

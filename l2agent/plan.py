@@ -6,7 +6,7 @@ explanation of every LoadBalancer Service.  Pure: the speaker calls it on every 
 endpoint or membership change and hands the difference to the announcer.
 
 Where a Service's IPs come from and which endpoints count is `service_ips`'s answer,
-shared with the BGP plan (`allocate_missing`, `assume_served_without_slices`).
+shared with the BGP plan; the `InputSource` (static files or a cluster) decides the gaps.
 """
 
 from __future__ import annotations
@@ -21,9 +21,17 @@ from l2agent.model.crds import InterfaceSelection
 from l2agent.model.snapshot import ClusterState
 from l2agent.model.types import IPAddress
 from l2agent.model.views import ServiceView
-from l2agent.service_ips import NoServiceIPs, known_slices, service_ips
+from l2agent.service_ips import InputSource, NoServiceIPs, known_slices, service_ips
 
-__all__ = ["InterfaceSelection", "Plan", "ServicePlan", "announcements_for", "explain", "plan"]
+__all__ = [
+    "InputSource",
+    "InterfaceSelection",
+    "Plan",
+    "ServicePlan",
+    "announcements_for",
+    "explain",
+    "plan",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +76,7 @@ def explain(
     *,
     ignore_exclude_lb: bool = False,
     lb_class: str | None = None,
-    allocate_missing: bool = True,
-    assume_served_without_slices: bool = True,
+    source: InputSource = InputSource.STATIC,
 ) -> tuple[ServicePlan, ...]:
     """Owner and reasons for every LoadBalancer Service of class `lb_class` (node-neutral)."""
     allocation = allocate(state, lb_class=lb_class, trust_status=True)
@@ -85,8 +92,7 @@ def explain(
                 result,
                 members,
                 ignore_exclude_lb=ignore_exclude_lb,
-                allocate_missing=allocate_missing,
-                assume_served_without_slices=assume_served_without_slices,
+                source=source,
             )
         )
     return tuple(out)
@@ -99,8 +105,7 @@ def _explain_one(
     members: Collection[str],
     *,
     ignore_exclude_lb: bool,
-    allocate_missing: bool,
-    assume_served_without_slices: bool,
+    source: InputSource,
 ) -> ServicePlan:
     everyone = sorted(set(members) | set(state.nodes))
 
@@ -113,7 +118,7 @@ def _explain_one(
             **kw,  # type: ignore[arg-type]
         )
 
-    held = service_ips(state, svc, result, allocate_missing=allocate_missing)
+    held = service_ips(state, svc, result, source=source)
     if isinstance(held, NoServiceIPs):
         return nobody(held.reason, ips=held.ips, error=held.error)
     pool = held.pool
@@ -125,9 +130,7 @@ def _explain_one(
             ads=pool_ads,
             members=members,
             nodes=state.nodes,
-            slices=known_slices(
-                state, svc, assume_served_without_slices=assume_served_without_slices
-            ),
+            slices=known_slices(state, svc, source=source),
             ignore_exclude_lb=ignore_exclude_lb,
         )
     )
@@ -174,21 +177,18 @@ def plan(
     *,
     ignore_exclude_lb: bool = False,
     lb_class: str | None = None,
-    allocate_missing: bool = True,
-    assume_served_without_slices: bool = True,
+    source: InputSource = InputSource.STATIC,
 ) -> Plan:
     """The plan for node `me`: its announcements and every service's explanation.
 
     `members`: live gossip members (alive or suspect), node names; without gossip, the Node
-    names in the state.  Static mode keeps the defaults; a speaker in a cluster passes
-    `allocate_missing=False, assume_served_without_slices=False`.
+    names in the state.
     """
     services = explain(
         state,
         members,
         ignore_exclude_lb=ignore_exclude_lb,
         lb_class=lb_class,
-        allocate_missing=allocate_missing,
-        assume_served_without_slices=assume_served_without_slices,
+        source=source,
     )
     return Plan(me=me, announcements=announcements_for(services, me), services=services)

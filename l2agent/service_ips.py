@@ -4,18 +4,19 @@ Layer 2 (`plan`) and BGP (`bgp.plan`) answer the same first questions for every
 LoadBalancer Service before they differ: which IPs it holds and from which pool (or why
 none), and whether its endpoints are known.  Pure.
 
-IPs: `status.loadBalancer.ingress` when set (the cluster's word, taken as is); otherwise,
-with `allocate_missing=True` (static mode), the allocator's deterministic answer.  With
-`allocate_missing=False` (a speaker beside a controller) a Service without status IPs is not
-announced (`noIPAllocated`).
-
-Endpoints: a Service with no EndpointSlice at all in the inputs counts as served on every
-node when `assume_served_without_slices=True` (static files rarely carry slices); in a
-cluster (False) it has no serving endpoint, so nobody announces it, as in MetalLB.
+Where the state came from (`InputSource`) decides two gaps:
+- IPs: `status.loadBalancer.ingress` when set (the cluster's word, taken as is); otherwise,
+  from static files, the allocator's deterministic answer (which honours
+  `metallb.io/loadBalancerIPs` and `spec.loadBalancerIP`); in a cluster (a speaker beside a
+  controller) a Service without status IPs is not announced (`noIPAllocated`);
+- endpoints: a Service with no EndpointSlice at all counts as served on every node when it
+  comes from static files (they rarely carry slices); in a cluster it has no serving
+  endpoint, so nobody announces it, as in MetalLB.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,7 +27,14 @@ from l2agent.model.snapshot import ClusterState
 from l2agent.model.types import IPAddress
 from l2agent.model.views import EndpointSliceView, ServiceView
 
-__all__ = ["NoServiceIPs", "ServiceIPs", "known_slices", "service_ips"]
+__all__ = ["InputSource", "NoServiceIPs", "ServiceIPs", "known_slices", "service_ips"]
+
+
+class InputSource(enum.Enum):
+    """Where a `ClusterState` came from, which decides the two gaps above."""
+
+    STATIC = "static"  # YAML files: allocate missing IPs; no slices at all means served
+    CLUSTER = "cluster"  # Kubernetes: the controller allocates; slices are authoritative
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +59,12 @@ def service_ips(
     svc: ServiceView,
     result: Assignment | AllocationError | None,
     *,
-    allocate_missing: bool,
+    source: InputSource,
 ) -> ServiceIPs | NoServiceIPs:
     """The Service's IPs and pool from the allocator's `result`, or why it has none."""
     if isinstance(result, AllocationError):
         return NoServiceIPs(NotAnnouncing.ALLOCATION_FAILED, error=result.message)
-    if result is None or (not svc.ingress_ips and not allocate_missing):
+    if result is None or (not svc.ingress_ips and source is InputSource.CLUSTER):
         return NoServiceIPs(NotAnnouncing.NO_IP)
     pool = state.pool(result.pool) if result.pool is not None else None
     if pool is None:
@@ -69,10 +77,10 @@ def service_ips(
 
 
 def known_slices(
-    state: ClusterState, svc: ServiceView, *, assume_served_without_slices: bool
+    state: ClusterState, svc: ServiceView, *, source: InputSource
 ) -> Sequence[EndpointSliceView] | None:
     """The Service's EndpointSlices, or None for "unknown: served everywhere" (static mode)."""
     slices = state.slices_for(svc.key)
-    if not slices and assume_served_without_slices:
+    if not slices and source is InputSource.STATIC:
         return None
     return slices

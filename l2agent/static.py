@@ -18,17 +18,47 @@ import yaml
 from l2agent.errors import ConfigError
 from l2agent.model.snapshot import expand_lists
 
-__all__ = ["DEMO_CONFIG", "demo_config_text", "load_yaml_files", "load_yaml_text"]
+__all__ = [
+    "CONFIG_SUFFIXES",
+    "DEMO_CONFIG",
+    "config_files",
+    "demo_config_path",
+    "demo_config_text",
+    "load_yaml_files",
+    "load_yaml_text",
+]
 
 log = logging.getLogger(__name__)
 
 #: Package resource name of the embedded demo configuration (3 lab nodes, IPv4 + dual stack).
 DEMO_CONFIG = "data/demo.yaml"
+#: Files a configuration directory contributes, as `kubectl apply -f DIR` reads them.
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def demo_config_path() -> Path:
+    """The embedded demo configuration (`l2agent/data/demo.yaml`), the one locator."""
+    return Path(__file__).parent / DEMO_CONFIG
 
 
 def demo_config_text() -> str:
-    """The embedded demo configuration's YAML (also at `l2agent/data/demo.yaml`)."""
-    return (Path(__file__).parent / DEMO_CONFIG).read_text(encoding="utf-8")
+    """The embedded demo configuration's YAML."""
+    return demo_config_path().read_text(encoding="utf-8")
+
+
+def config_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The files behind `--config` arguments: a file as given, a directory as its
+    `*.yaml`/`*.yml`/`*.json` files (sorted by name, not recursive), in argument order."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(
+                sorted(p for p in path.iterdir() if p.suffix in CONFIG_SUFFIXES and p.is_file())
+            )
+        else:
+            out.append(path)
+    return out
 
 
 def load_yaml_text(text: str, source: str = "<string>") -> list[dict[str, Any]]:
@@ -74,12 +104,13 @@ def load_yaml_text(text: str, source: str = "<string>") -> list[dict[str, Any]]:
 
 
 def load_yaml_files(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
-    """Read every file in order and concatenate their objects.
+    """Read every file (directories: see `config_files`) in order and concatenate their
+    objects. JSON files read as YAML (JSON is YAML's flow style).
 
     Raises `ConfigError` naming the file (and line) for an unreadable or invalid file.
     """
     out: list[dict[str, Any]] = []
-    for path in paths:
+    for path in config_files(paths):
         name = os.fspath(path)
         try:
             with open(name, encoding="utf-8") as fh:

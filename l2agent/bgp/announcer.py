@@ -39,7 +39,7 @@ class BgpAnnouncer:
     """Plans node `node`'s BGP announcements from each snapshot and keeps FRR in step.
 
     `plan_options` are `plan_bgp`'s keyword arguments (a speaker in a cluster passes
-    `allocate_missing=False, assume_served_without_slices=False`).
+    `source=InputSource.CLUSTER`).
     """
 
     def __init__(

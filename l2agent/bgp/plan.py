@@ -39,7 +39,7 @@ from l2agent.model.crds import IPAddressPool, Network
 from l2agent.model.snapshot import ClusterState
 from l2agent.model.types import IPAddress
 from l2agent.model.views import EndpointSliceView, ServiceView, TrafficPolicy
-from l2agent.service_ips import NoServiceIPs, known_slices, service_ips
+from l2agent.service_ips import InputSource, NoServiceIPs, known_slices, service_ips
 
 __all__ = [
     "Advert",
@@ -214,8 +214,7 @@ def sessions_on(
 @dataclass(frozen=True, slots=True)
 class _Options:
     ignore_exclude_lb: bool
-    allocate_missing: bool
-    assume_served_without_slices: bool
+    source: InputSource
 
 
 def explain_bgp(
@@ -224,15 +223,13 @@ def explain_bgp(
     *,
     ignore_exclude_lb: bool = False,
     lb_class: str | None = None,
-    allocate_missing: bool = True,
-    assume_served_without_slices: bool = True,
+    source: InputSource = InputSource.STATIC,
 ) -> tuple[BgpServicePlan, ...]:
     """What every node in `nodes` announces for every LoadBalancer Service of `lb_class`.
 
-    The defaults suit static files; a speaker in a cluster passes `allocate_missing=False,
-    assume_served_without_slices=False` (see `service_ips`).
+    `source`: static files or a cluster (see `service_ips`).
     """
-    opts = _Options(ignore_exclude_lb, allocate_missing, assume_served_without_slices)
+    opts = _Options(ignore_exclude_lb, source)
     allocation = allocate(state, lb_class=lb_class, trust_status=True)
     sessions = {n: sessions_on(state, n)[0] for n in sorted(set(nodes))}
     return tuple(
@@ -249,7 +246,7 @@ def _explain_one(
     sessions: Mapping[str, tuple[Session, ...]],
     opts: _Options,
 ) -> BgpServicePlan:
-    held = service_ips(state, svc, result, allocate_missing=opts.allocate_missing)
+    held = service_ips(state, svc, result, source=opts.source)
     if isinstance(held, NoServiceIPs):
         return BgpServicePlan(
             svc.namespace,
@@ -261,9 +258,7 @@ def _explain_one(
         )
     pool_ads = state.bgp_advertisements_for(held.pool)
     ads = tuple(ad for ad in pool_ads if ad.matches_service(svc.labels))
-    slices = known_slices(
-        state, svc, assume_served_without_slices=opts.assume_served_without_slices
-    )
+    slices = known_slices(state, svc, source=opts.source)
     announcing: dict[str, tuple[Advert, ...]] = {}
     reasons: dict[str, NotAnnouncing] = {}
     for node, node_sessions in sessions.items():
@@ -380,8 +375,7 @@ def plan_bgp(
     *,
     ignore_exclude_lb: bool = False,
     lb_class: str | None = None,
-    allocate_missing: bool = True,
-    assume_served_without_slices: bool = True,
+    source: InputSource = InputSource.STATIC,
 ) -> BgpPlan:
     """The BGP plan of node `me`: its sessions, its routes per peer, every BFD profile."""
     sessions, session_problems = sessions_on(state, me)
@@ -390,8 +384,7 @@ def plan_bgp(
         [me],
         ignore_exclude_lb=ignore_exclude_lb,
         lb_class=lb_class,
-        allocate_missing=allocate_missing,
-        assume_served_without_slices=assume_served_without_slices,
+        source=source,
     )
     routes, route_problems = _routes(services, me, sessions)
     return BgpPlan(

@@ -8,7 +8,7 @@ from l2agent.kube.cache import WatchedObjects
 from l2agent.kube.convert import ApiFailure, new_api_client
 from l2agent.kube.events import EventRecorder, EventType, ObjectRef, Reason
 from l2agent.kube.lease import LeaseConfig, LeaseElector
-from l2agent.kube.source import KubeSource, SourceConfig, latest_only
+from l2agent.kube.source import KubeSource, SourceConfig
 from l2agent.kube.status import L2StatusWriter, ServiceStatusWriter
 from l2agent.kube.watch import Delta, DeltaKind, WatchConfig, Watcher
 
@@ -29,6 +29,5 @@ __all__ = [
     "WatchConfig",
     "WatchedObjects",
     "Watcher",
-    "latest_only",
     "new_api_client",
 ]

@@ -8,7 +8,6 @@ full queue or a failed post is logged and counted, never raised.
 
 from __future__ import annotations
 
-import enum
 import logging
 import queue
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 from kubernetes import client
 
 from l2agent.kube.convert import api_failure, call, event_model, format_time
+from l2agent.model.events import EventType, Reason
 
 __all__ = [
     "EventRecorder",
@@ -34,30 +34,6 @@ log = logging.getLogger(__name__)
 
 CONTROLLER_COMPONENT = "metallb-controller"
 SPEAKER_COMPONENT = "metallb-speaker"
-
-
-class EventType(enum.Enum):
-    NORMAL = "Normal"
-    WARNING = "Warning"
-
-
-class Reason(enum.Enum):
-    """Event reasons; the values are MetalLB's strings (append only)."""
-
-    # controller
-    IP_ALLOCATED = "IPAllocated"
-    ALLOCATION_FAILED = "AllocationFailed"
-    CLEAR_ASSIGNMENT = "ClearAssignment"
-    LOAD_BALANCER_FAILED = "LoadBalancerFailed"
-    ADDITIONAL_ASSIGN_FAILED = "AdditionalAssignFailed"
-    NOT_ENOUGH_CLUSTER_IPS = "not enough clusterips"
-    INTERNAL_ERROR = "InternalError"
-    DEPRECATED_ANNOTATION = "deprecatedAnnotation"
-    # speaker
-    NODE_ASSIGNED = "nodeAssigned"
-    ANNOUNCE_FAILED = "announceFailed"
-    # an object of ours that cannot be used (bad IPAddressPool / L2Advertisement)
-    INVALID_CONFIG = "InvalidConfig"
 
 
 @dataclass(frozen=True, slots=True)

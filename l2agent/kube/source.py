@@ -10,13 +10,10 @@ has been listed once.
 It also carries the speaker's writes back to the cluster, off the caller's thread:
 `report_announcements()` keeps ServiceL2Status objects current, `events` posts
 `nodeAssigned` / `announceFailed`.
-
-Use from asyncio: `KubeSource(..., on_snapshot=latest_only(loop, queue))`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import threading
@@ -33,7 +30,7 @@ from l2agent.kube.watch import WatchConfig
 from l2agent.model.crds import InterfaceSelection
 from l2agent.model.snapshot import BuildResult, build_state
 
-__all__ = ["SPEAKER_RESOURCES", "KubeSource", "SourceConfig", "latest_only"]
+__all__ = ["SPEAKER_RESOURCES", "KubeSource", "SourceConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +52,6 @@ class SourceConfig:
     """Seconds of quiet before a burst of changes becomes one snapshot."""
     event_dedupe: float = 60.0
     """Identical Events are not repeated within this many seconds."""
-
-
-def latest_only(
-    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[BuildResult]
-) -> Callable[[BuildResult], None]:
-    """An `on_snapshot` callback for asyncio: puts each snapshot on `queue` from the loop's
-    thread, dropping older unread ones (only the newest state matters)."""
-
-    def put(result: BuildResult) -> None:
-        while not queue.empty():
-            queue.get_nowait()
-        queue.put_nowait(result)
-
-    def callback(result: BuildResult) -> None:
-        loop.call_soon_threadsafe(put, result)
-
-    return callback
 
 
 class KubeSource:

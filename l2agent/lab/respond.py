@@ -24,11 +24,11 @@ import sys
 from collections.abc import Mapping
 
 from l2agent.announce.schedule import AnnounceConfig
-from l2agent.dataplane import DataPlane
 from l2agent.interfaces.inventory import Interface
 from l2agent.model.crds import InterfaceSelection
 from l2agent.model.types import IPAddress, format_mac
 from l2agent.responder.loop import MemoryCounters, Responder
+from l2agent.speaker.dataplane import DataPlane
 
 log = logging.getLogger(__name__)
 

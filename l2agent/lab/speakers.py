@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from gossip.addresses import GOSSIP_PORT
+from l2agent.health import METRICS_PORT
 from l2agent.lab.netns import CLIENT, Lab, wait_until
 from l2agent.lab.prober import Probe, from_json
 
-GOSSIP_PORT = 7946
-METRICS_PORT = 7472
+__all__ = ["GOSSIP_PORT", "METRICS_PORT", "LabSpeakers"]
 
 
 class LabSpeakers:

@@ -241,10 +241,13 @@ class IPAddressPool:
                     yield base + k, ip
             base += count
 
-    def size(self) -> int:
-        """Usable address count (MetalLB's `poolCount`, without its 2^62 cap)."""
+    def size(self, version: int | None = None) -> int:
+        """Usable address count of one family (4 or 6), or of both (None): MetalLB's
+        `poolCount` per family, without its 2^62 cap, avoidBuggyIPs honoured."""
         total = 0
         for cidr in self.cidrs:
+            if version is not None and cidr.version != version:
+                continue
             n = cidr.num_addresses
             if self.avoid_buggy_ips and cidr.version == 4:
                 if cidr.prefixlen <= 24:

@@ -13,10 +13,10 @@ import pytest
 from helpers.prometheus_server import PROMETHEUS, PrometheusServer, wait_until
 from observability.test_dashboard import RULE_FILES, _panel_queries
 
-from l2agent.demo import demo_config
 from l2agent.lab.netns import CLIENT, Lab
 from l2agent.lab.speakers import METRICS_PORT, LabSpeakers
 from l2agent.lab.topology import vip
+from l2agent.static import demo_config_path
 
 pytestmark = [
     pytest.mark.e2e,
@@ -31,7 +31,7 @@ CONTROLLER_ONLY = ("metallb_allocator_", 'job="metallb-controller"')
 @pytest.fixture
 def observed(tmp_path: Path) -> Iterator[tuple[LabSpeakers, PrometheusServer]]:
     with Lab(3, vips=[vip(0, 4), vip(0, 6), vip(1, 4)]) as lab:
-        speakers = LabSpeakers(lab, demo_config(), workdir=tmp_path)
+        speakers = LabSpeakers(lab, demo_config_path(), workdir=tmp_path)
         try:
             speakers.start_all()
             speakers.wait_owners([V4], timeout=30)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from l2agent.demo import demo_config
 from l2agent.lab.netns import Lab, wait_until
 from l2agent.lab.prober import outage
 from l2agent.lab.speakers import LabSpeakers
 from l2agent.lab.topology import vip
+from l2agent.static import demo_config_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,7 +26,7 @@ V6 = str(vip(0, 6))
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LabSpeakers]:
     with Lab(3, vips=[vip(0, 4), vip(0, 6), vip(1, 4)]) as lab:
-        speakers = LabSpeakers(lab, demo_config(), workdir=tmp_path)
+        speakers = LabSpeakers(lab, demo_config_path(), workdir=tmp_path)
         try:
             speakers.start_all()
             speakers.wait_owners([V4, V6], timeout=30)
@@ -45,7 +45,7 @@ def test_every_speaker_agrees_on_one_owner_per_ip(cluster: LabSpeakers) -> None:
     from l2agent.plan import explain
     from l2agent.static import load_yaml_files
 
-    state = build_state(load_yaml_files([demo_config()])).state
+    state = build_state(load_yaml_files([demo_config_path()])).state
     expected = {str(ip): s.owner for s in explain(state, cluster.lab.node_names) for ip in s.ips}
     assert {ip: next(iter(n)) for ip, n in owners.items()} == expected
 

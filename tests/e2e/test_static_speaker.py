@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from l2agent.demo import demo_config
 from l2agent.lab.netns import CLIENT, LAN_IF, Lab, wait_until
 from l2agent.lab.speakers import LabSpeakers
 from l2agent.lab.topology import vip
 from l2agent.model.types import format_mac
+from l2agent.static import demo_config_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -31,7 +31,7 @@ MOVED = vip(7, 4)  # not in the demo config; echo-v4 moves there in an edit
 @pytest.fixture
 def static(tmp_path: Path) -> Iterator[LabSpeakers]:
     config = tmp_path / "config.yaml"
-    shutil.copy(demo_config(), config)
+    shutil.copy(demo_config_path(), config)
     with Lab(3, vips=[V4, V6, V4B, MOVED]) as lab:
         speakers = LabSpeakers(lab, config, workdir=tmp_path, gossip=False)
         try:

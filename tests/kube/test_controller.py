@@ -11,14 +11,8 @@ from kubernetes import client
 from prometheus_client import CollectorRegistry, generate_latest
 
 from l2agent.allocator import ANN_ALLOCATED_FROM_POOL, allocate
-from l2agent.controller import (
-    KEEP,
-    Controller,
-    ControllerConfig,
-    plan_writes,
-    pool_status,
-    pool_usage,
-)
+from l2agent.controller.planner import KEEP, plan_writes, pool_status, pool_usage
+from l2agent.controller.runner import Controller, ControllerConfig
 from l2agent.kube.events import Reason
 from l2agent.kube.lease import LeaseConfig
 from l2agent.kube.watch import WatchConfig

@@ -10,7 +10,7 @@ import yaml
 from helpers.fake_apiserver import RESOURCES, _parse_path
 from kubernetes import client
 
-from l2agent.controller import Controller, ControllerConfig
+from l2agent.controller.runner import Controller, ControllerConfig
 from l2agent.kube.lease import LeaseConfig
 from l2agent.kube.source import KubeSource, SourceConfig
 from l2agent.kube.watch import WatchConfig

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import queue
 from collections.abc import Iterator
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from l2agent.kube.source import KubeSource, SourceConfig, latest_only
+from l2agent.kube.source import KubeSource, SourceConfig
 from l2agent.kube.status import LABEL_NODE
 from l2agent.kube.watch import WatchConfig
 from l2agent.model.crds import InterfaceSelection
@@ -226,25 +225,3 @@ def test_service_l2_status_follows_announcements(
     (ev,) = apiserver.items("Event")
     assert ev["reason"] == "nodeAssigned"
     assert ev["message"] == 'announcing from node "node-1" with protocol "layer2"'
-
-
-def test_latest_only_feeds_an_asyncio_queue(apiserver: Any, api_client: client.ApiClient) -> None:
-    seed(apiserver)
-
-    async def main() -> BuildResult:
-        q: asyncio.Queue[BuildResult] = asyncio.Queue()
-        src = KubeSource(
-            api_client,
-            namespace=NS,
-            node_name="node-1",
-            on_snapshot=latest_only(asyncio.get_running_loop(), q),
-            config=CFG,
-        )
-        src.start()
-        try:
-            return await asyncio.wait_for(q.get(), WAIT)
-        finally:
-            await asyncio.get_running_loop().run_in_executor(None, src.stop)
-
-    r = asyncio.run(main())
-    assert service_names(r) == ["default/web"]

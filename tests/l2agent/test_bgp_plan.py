@@ -13,6 +13,7 @@ from l2agent.bgp.plan import BgpProblemKind, explain_bgp, plan_bgp
 from l2agent.election import NotAnnouncing
 from l2agent.model import BGPPeer, ClusterState, build_state
 from l2agent.model.views import EXCLUDE_LB_LABEL
+from l2agent.service_ips import InputSource
 
 POOL = pool("p", "198.51.100.0/24", "2001:db8:1::/120")
 
@@ -67,9 +68,9 @@ SVC_LOCAL = service("web", ingress=["198.51.100.10"], externalTrafficPolicy="Loc
         ({}, [endpoint_slice("web", [("n2", True, None)])], {}, None),
         ({}, [endpoint_slice("web", [("n2", False, False)])], {}, NotAnnouncing.NO_ENDPOINTS),
         # a cluster speaker: no slices at all means no endpoints
-        ({}, [], {"assume_served_without_slices": False}, NotAnnouncing.NO_ENDPOINTS),
+        ({}, [], {"source": InputSource.CLUSTER}, NotAnnouncing.NO_ENDPOINTS),
         # no status IP and no allocation (a speaker beside a controller)
-        ({"svc": service("web")}, [], {"allocate_missing": False}, NotAnnouncing.NO_IP),
+        ({"svc": service("web")}, [], {"source": InputSource.CLUSTER}, NotAnnouncing.NO_IP),
         ({"svc": service("web")}, [], {}, None),  # static mode allocates
         # eligible, but no session on the node receives it
         (

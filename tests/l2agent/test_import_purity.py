@@ -46,6 +46,9 @@ CORE_MODULES = (
     "l2agent.bgp.plan",
     "l2agent.bgp.frr_config",
     "l2agent.bgp.report",
+    "l2agent.speaker.ownership",
+    "l2agent.speaker.membership",
+    "l2agent.controller.planner",
 )
 
 

@@ -15,7 +15,7 @@ from _l2objects import endpoint_slice, l2ad, node, pool, service, state
 from l2agent import cli
 from l2agent.election import NotAnnouncing, rank
 from l2agent.model import ALL_INTERFACES, InterfaceSelection
-from l2agent.plan import plan
+from l2agent.plan import InputSource, plan
 from l2agent.static import demo_config_text
 
 NODES = [node("node-1"), node("node-2"), node("node-3")]
@@ -111,16 +111,12 @@ def test_cluster_speaker_mode_needs_status_and_slices() -> None:
     st = state(pool("p", "192.0.2.0/28"), l2ad(), *NODES, service("s"))
     static = plan(st, MEMBERS, "node-1").services[0]
     assert static.owner is not None
-    kube = plan(
-        st, MEMBERS, "node-1", allocate_missing=False, assume_served_without_slices=False
-    ).services[0]
+    kube = plan(st, MEMBERS, "node-1", source=InputSource.CLUSTER).services[0]
     assert kube.reason is NotAnnouncing.NO_IP
     with_status = state(
         pool("p", "192.0.2.0/28"), l2ad(), *NODES, service("s", ingress=["192.0.2.3"])
     )
-    no_slices = plan(
-        with_status, MEMBERS, "node-1", allocate_missing=False, assume_served_without_slices=False
-    ).services[0]
+    no_slices = plan(with_status, MEMBERS, "node-1", source=InputSource.CLUSTER).services[0]
     assert no_slices.reason is NotAnnouncing.NO_ENDPOINTS
 
 

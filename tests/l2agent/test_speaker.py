@@ -1,7 +1,9 @@
 """The speaker's composition logic with the data plane and membership replaced by recorders.
 
-What crosses a wire is judged in tests/e2e; here: the ready gate (MetalLB #1710), replanning
-on membership events, the handover gate, failover timing and the last-good-config rule.
+What crosses a wire is judged in tests/e2e; the ownership rules themselves (owner-since,
+failover timing) in test_ownership.py through the pure ledger. Here: the ready gate (MetalLB
+#1710), replanning on membership changes, the handover gate, the watchdog pins, the one
+configuration policy, and the files source (directories, several files, last good config).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from l2agent.metrics import MemberRow
 from l2agent.model.snapshot import build_state
 from l2agent.model.types import IPAddress
 from l2agent.plan import plan
-from l2agent.speaker import Membership, Speaker, SpeakerOptions
-from l2agent.static import load_yaml_files
+from l2agent.speaker.files import ConfigFiles
+from l2agent.speaker.membership import ChangeKind, MembershipChange, MembershipCounters, OnChange
+from l2agent.speaker.run import Speaker, SpeakerOptions
+from l2agent.static import demo_config_path, load_yaml_files
 
-DEMO = Path(__file__).resolve().parents[2] / "l2agent" / "data" / "demo.yaml"
+DEMO = demo_config_path()
 NODES = ("node1", "node2", "node3")
 
 
@@ -36,22 +40,26 @@ class RecordingPlane:
     def apply(self, announcements: Mapping[IPAddress, InterfaceSelection]) -> None:
         self.applied.append(dict(announcements))
 
-    def missing_interfaces(self, ip: IPAddress) -> frozenset[str]:
-        return frozenset()
+    def announce_failed(self, ip: IPAddress) -> bool:
+        return False
 
     def interfaces_for(self, ip: IPAddress) -> tuple[str, ...]:
         return ("eth0",)
+
+    def close(self) -> None:
+        pass
 
     @property
     def current(self) -> set[IPAddress]:
         return set(self.applied[-1]) if self.applied else set()
 
 
-class FakeMembership(Membership):
+class FakeMembership:
     def __init__(self, live: Iterable[str], ready: bool = True) -> None:
         self._live = frozenset(live)
         self._ready = ready
         self.pinned: list[str] = []
+        self.on_change: OnChange = lambda change: None
 
     def live(self) -> frozenset[str] | None:
         return self._live
@@ -62,25 +70,39 @@ class FakeMembership(Membership):
     def rows(self) -> list[MemberRow]:
         return [MemberRow(n, "192.0.2.1", "alive") for n in sorted(self._live)]
 
+    def health_score(self) -> float:
+        return 0.0
+
     def pin(self, names: Iterable[str]) -> None:
         self.pinned = list(names)
 
-    def change(self, live: Iterable[str], why: str, ready: bool = True) -> None:
+    async def start(self, on_change: OnChange, counters: MembershipCounters) -> None:
+        self.on_change = on_change
+
+    async def leave(self, timeout: float) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def change(self, live: Iterable[str], change: MembershipChange, ready: bool = True) -> None:
         self._live, self._ready = frozenset(live), ready
-        self.on_change(why)
+        self.on_change(change)
 
 
 def _speaker(
     me: str, membership: FakeMembership, config: Path = DEMO
 ) -> tuple[Speaker, RecordingPlane]:
+    """A speaker fed `config`, its membership started (changes reach it)."""
     plane = RecordingPlane()
     speaker = Speaker(
-        SpeakerOptions(node=me, config_paths=(config,), metrics_addr=None),
+        SpeakerOptions(node=me, metrics_addr=None),
         membership,
         registry=CollectorRegistry(),
         dataplane=plane,  # type: ignore[arg-type]
     )
-    assert speaker.load_config()
+    assert ConfigFiles([config], speaker.offer).load()
+    membership.on_change = speaker.membership_changed
     return speaker, plane
 
 
@@ -92,8 +114,7 @@ def _owned_by(me: str, live: Iterable[str]) -> set[IPAddress]:
 
 def test_every_ip_is_announced_by_exactly_one_of_the_members() -> None:
     async def speaker_owned(me: str) -> set[IPAddress]:
-        speaker, plane = _speaker(me, FakeMembership(NODES))
-        speaker._replan("test")
+        _, plane = _speaker(me, FakeMembership(NODES))
         return plane.current
 
     owned = [asyncio.run(speaker_owned(n)) for n in NODES]
@@ -109,10 +130,9 @@ def test_nothing_is_announced_before_the_member_list_is_trusted() -> None:
 
     async def go() -> None:
         membership = FakeMembership({"node1"}, ready=False)  # alone: would win everything
-        speaker, plane = _speaker("node1", membership)
-        speaker._replan("start")
+        _, plane = _speaker("node1", membership)
         assert plane.current == set()
-        membership.change(NODES, "joined")
+        membership.change(NODES, MembershipChange(ChangeKind.READY))
         assert plane.current == expected
 
     asyncio.run(go())
@@ -128,13 +148,18 @@ def test_a_failed_owner_moves_its_ips_and_the_failover_is_timed() -> None:
         for me in survivors:
             membership = FakeMembership(NODES)
             speaker, plane = _speaker(me, membership)
-            speaker._replan("start")
             before = plane.current
-            membership.change(survivors, f"failed:{victim}")
-            gained |= plane.current - before
-            assert speaker._timing.keys() == plane.current - before
-            speaker._sent([Due("eth0", ip) for ip in plane.current - before], 1e9)
-            assert not speaker._timing
+            membership.change(survivors, MembershipChange(ChangeKind.FAILED, victim))
+            mine = plane.current - before
+            gained |= mine
+            now = asyncio.get_running_loop().time() + 0.002
+            speaker.packets_sent([Due("eth0", ip) for ip in sorted(mine, key=str)], now)
+            timed = speaker.registry.get_sample_value("l2agent_failover_duration_seconds_count")
+            assert timed == len(mine)
+            failures = speaker.registry.get_sample_value(
+                "l2agent_gossip_member_failures_total", {"member": victim}
+            )
+            assert failures == 1
         assert gained == owners[victim]
 
     asyncio.run(go())
@@ -145,7 +170,6 @@ def test_the_successor_pins_the_owner_it_would_inherit_from() -> None:
         for me in NODES:
             membership = FakeMembership(NODES)
             speaker, _ = _speaker(me, membership)
-            speaker._replan("start")
             assert speaker.plan is not None
             expected = {s.candidates[0] for s in speaker.plan.services if s.candidates[1] == me}
             assert set(membership.pinned) == expected
@@ -159,11 +183,14 @@ def test_while_leaving_membership_changes_do_not_withdraw() -> None:
     async def go() -> None:
         membership = FakeMembership(NODES)
         speaker, plane = _speaker(owner, membership)
-        speaker._replan("start")
         held = plane.current
-        speaker._leaving = True
-        membership.change([n for n in NODES if n != owner], f"left:{owner}")
+        leaving = asyncio.create_task(speaker.shutdown())  # drains for handover_drain
+        await asyncio.sleep(0.05)
+        membership.change(
+            [n for n in NODES if n != owner], MembershipChange(ChangeKind.LEFT, owner)
+        )
         assert plane.current == held
+        await leaving
 
     asyncio.run(go())
 
@@ -174,12 +201,13 @@ def test_a_bad_file_keeps_the_last_good_config(tmp_path: Path) -> None:
 
     async def go() -> None:
         speaker, _ = _speaker("node1", FakeMembership(NODES), config)
+        files = ConfigFiles([config], speaker.offer, on_unreadable=speaker.metrics.config_rejected)
         good = speaker.state
         config.write_text("kind: IPAddressPool\napiVersion: metallb.io/v1beta1\nspec: [\n")
-        assert not speaker.load_config()
+        assert not files.load()
         assert speaker.state is good
         config.write_text(DEMO.read_text().replace("192.0.2.200-192.0.2.220", "10.0.0.0/8,"))
-        assert not speaker.load_config()
+        assert not files.load()
         assert speaker.state is good
         value = speaker.registry.get_sample_value("l2agent_config_rejected_total")
         assert value is not None and value >= 2
@@ -187,11 +215,53 @@ def test_a_bad_file_keeps_the_last_good_config(tmp_path: Path) -> None:
     asyncio.run(go())
 
 
+def test_a_bad_service_costs_only_itself(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        DEMO.read_text()
+        + "---\napiVersion: v1\nkind: Service\nmetadata: {name: broken, namespace: default}\n"
+        "spec: {type: LoadBalancer, externalTrafficPolicy: Sometimes}\n"
+    )
+
+    async def go() -> None:
+        speaker, _ = _speaker("node1", FakeMembership(NODES), config)
+        assert speaker.state is not None
+        assert len(speaker.state.services) == 2  # the demo's two, without the broken one
+        assert speaker.registry.get_sample_value("l2agent_config_rejected_total") in (None, 0.0)
+
+    asyncio.run(go())
+
+
+def test_a_config_directory_and_several_files_after_one_flag(tmp_path: Path) -> None:
+    from l2agent.cli import build_parser
+
+    objects = DEMO.read_text().split("\n---\n")
+    folder = tmp_path / "conf.d"
+    folder.mkdir()
+    for i, text in enumerate(objects):
+        (folder / f"{i:02d}.yaml").write_text(text)
+    (folder / "notes.txt").write_text("not: config\n")
+    (folder / "zz.json").write_text('{"apiVersion": "v1", "kind": "Namespace", '
+                                    '"metadata": {"name": "extra"}}')  # fmt: skip
+    whole = build_state(load_yaml_files([DEMO])).state
+    from_dir = build_state(load_yaml_files([folder])).state
+    assert from_dir.services == whole.services and from_dir.pools == whole.pools
+    assert "extra" in from_dir.namespaces
+    args = build_parser().parse_args(
+        ["speaker", "--config", str(folder), str(DEMO), "--config", str(DEMO)]
+    )
+    assert args.config == [str(folder), str(DEMO), str(DEMO)]
+    files = ConfigFiles([folder], lambda result: True, check_interval=0.0)
+    files.load()
+    assert not files.changed()
+    (folder / "99.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: n}\n")
+    assert files.changed()  # a new file in the directory is a change
+
+
 @pytest.mark.parametrize("me", NODES)
 def test_ownership_rows_mark_only_what_this_node_announces(me: str) -> None:
     async def go() -> None:
         speaker, plane = _speaker(me, FakeMembership(NODES))
-        speaker._replan("start")
         rows = speaker.ownership_rows()
         assert {r.ip for r in rows if r.announcing} == plane.current
         assert all(r.owner in NODES for r in rows)

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from l2agent.health import HealthServer, parse_addr, speaker_status, status_document
+from l2agent.health import HealthServer, parse_metrics_addr, speaker_status, status_document
 from l2agent.metrics import MemberRow, OwnershipRow, SpeakerMetrics
 
 ROWS = [
@@ -189,17 +189,18 @@ def test_head_has_no_body() -> None:
         ("127.0.0.1", ("127.0.0.1", 7472)),
         ("[::1]:7472", ("::1", 7472)),
         ("[::]", ("::", 7472)),
+        ("2001:db8::1", ("2001:db8::1", 7472)),
         ("", ("", 7472)),
     ],
 )
-def test_parse_addr(text: str, expected: tuple[str, int]) -> None:
-    assert parse_addr(text) == expected
+def test_parse_metrics_addr(text: str, expected: tuple[str, int]) -> None:
+    assert parse_metrics_addr(text) == expected
 
 
-@pytest.mark.parametrize("text", ["::1:7472", "[::1", "host:port", "h:70000", "[::1]x"])
-def test_parse_addr_rejects(text: str) -> None:
+@pytest.mark.parametrize("text", ["[::1", "host:port", "h:70000", "[::1]x", "[h]:1", "h:"])
+def test_parse_metrics_addr_rejects(text: str) -> None:
     with pytest.raises(ValueError):
-        parse_addr(text)
+        parse_metrics_addr(text)
 
 
 def test_status_document_sorts_and_lowercases() -> None:

@@ -16,9 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from l2agent.cli import main as cli_main
-from l2agent.health import HealthServer, speaker_status, status_document
-from l2agent.metrics import MemberRow, OwnershipRow
-from l2agent.status_view import (
+from l2agent.cli.status_view import (
     Problem,
     SpeakerReport,
     merge,
@@ -28,6 +26,8 @@ from l2agent.status_view import (
     run_status,
     status_url,
 )
+from l2agent.health import HealthServer, speaker_status, status_document
+from l2agent.metrics import MemberRow, OwnershipRow
 
 WEB = ipaddress.ip_address("192.0.2.10")
 DB = ipaddress.ip_address("192.0.2.20")

@@ -12,7 +12,6 @@ import signal
 import sys
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 
 from l2agent import logs
@@ -22,12 +21,7 @@ from l2agent.lab.speakers import METRICS_PORT, LabSpeakers
 from l2agent.model.snapshot import build_state
 from l2agent.model.types import IPAddress, format_mac
 from l2agent.plan import explain
-from l2agent.static import load_yaml_files
-
-
-def demo_config() -> Path:
-    """The embedded default config, as a file path."""
-    return Path(str(resources.files("l2agent").joinpath("data", "demo.yaml")))
+from l2agent.static import demo_config_path, load_yaml_files
 
 
 def _say(text: str = "") -> None:
@@ -66,7 +60,7 @@ def run_demo(nodes: int = 3) -> int:
     if missing:
         _say(f"the lab needs {', '.join(missing)} (run `make demo`, which installs it)")
         return 2
-    config = demo_config()
+    config = demo_config_path()
     names = tuple(f"node{i}" for i in range(1, nodes + 1))
     vips = _vips(config, names)
     _say(f"== l2agent demo: {nodes} nodes, VIPs {', '.join(map(str, vips))}")

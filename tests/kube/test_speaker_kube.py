@@ -7,16 +7,17 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from ipaddress import ip_address
-from types import SimpleNamespace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from l2agent.kube.attach import attach_kube_source
 from l2agent.kube.source import SourceConfig
 from l2agent.kube.status import LABEL_NODE
 from l2agent.kube.watch import WatchConfig
-from l2agent.speaker import Speaker, SpeakerOptions, StaticMembership
+from l2agent.plan import InputSource
+from l2agent.speaker.kube import attach_kube_source, peer_addresses
+from l2agent.speaker.membership import StaticMembership
+from l2agent.speaker.run import Speaker, SpeakerOptions
 
 NS = "metallb-system"
 VIP = ip_address("192.0.2.4")
@@ -39,8 +40,8 @@ class StubDataPlane:
     def current(self) -> dict[Any, Any]:
         return self.history[-1] if self.history else {}
 
-    def missing_interfaces(self, ip: Any) -> frozenset[str]:
-        return self.missing
+    def announce_failed(self, ip: Any) -> bool:
+        return bool(self.missing)  # every requested interface is missing
 
     def interfaces_for(self, ip: Any) -> tuple[str, ...]:
         return ()
@@ -112,13 +113,14 @@ def test_speaker_follows_the_cluster_and_rides_out_an_outage(apiserver: Any) -> 
     async def main() -> None:
         dp = StubDataPlane()
         speaker = Speaker(
-            SpeakerOptions(node="node-1", static_inputs=False, metrics_addr=None),
+            SpeakerOptions(node="node-1", source=InputSource.CLUSTER, metrics_addr=None),
             StaticMembership(),
             registry=CollectorRegistry(),
             dataplane=dp,  # type: ignore[arg-type]
         )
-        args = SimpleNamespace(kubeconfig=None, namespace=NS, node_name="node-1")
-        link = await attach_kube_source(speaker, args, config=CFG, host=apiserver.url)
+        link = attach_kube_source(
+            speaker, kubeconfig=None, namespace=NS, config=CFG, host=apiserver.url
+        )
         src = link.source
         try:
             await until(lambda: VIP in dp.current, "announcing the VIP")
@@ -143,8 +145,6 @@ def test_speaker_follows_the_cluster_and_rides_out_an_outage(apiserver: Any) -> 
             await until(lambda: VIP not in dp.current, "withdrawal after the outage")
             await until(lambda: not apiserver.items("ServiceL2Status"), "ServiceL2Status gone")
         finally:
-            if link.task is not None:
-                link.task.cancel()
             await asyncio.get_running_loop().run_in_executor(None, src.stop)
 
     asyncio.run(main())
@@ -156,13 +156,14 @@ def test_bad_pool_never_withdraws(apiserver: Any) -> None:
     async def main() -> None:
         dp = StubDataPlane()
         speaker = Speaker(
-            SpeakerOptions(node="node-1", static_inputs=False, metrics_addr=None),
+            SpeakerOptions(node="node-1", source=InputSource.CLUSTER, metrics_addr=None),
             StaticMembership(),
             registry=CollectorRegistry(),
             dataplane=dp,  # type: ignore[arg-type]
         )
-        args = SimpleNamespace(kubeconfig=None, namespace=NS, node_name="node-1")
-        link = await attach_kube_source(speaker, args, config=CFG, host=apiserver.url)
+        link = attach_kube_source(
+            speaker, kubeconfig=None, namespace=NS, config=CFG, host=apiserver.url
+        )
         try:
             await until(lambda: VIP in dp.current, "announcing the VIP")
             # An overlapping pool sorting first would make build_state drop ours.
@@ -177,8 +178,6 @@ def test_bad_pool_never_withdraws(apiserver: Any) -> None:
             await until(lambda: link.rejected >= 1, "rejection")
             assert VIP in dp.current
         finally:
-            if link.task is not None:
-                link.task.cancel()
             await asyncio.get_running_loop().run_in_executor(None, link.source.stop)
 
     asyncio.run(main())
@@ -198,13 +197,14 @@ def test_announce_failed_when_no_requested_interface_exists(apiserver: Any) -> N
     async def main() -> None:
         dp = StubDataPlane(missing=frozenset({"eth9"}))
         speaker = Speaker(
-            SpeakerOptions(node="node-1", static_inputs=False, metrics_addr=None),
+            SpeakerOptions(node="node-1", source=InputSource.CLUSTER, metrics_addr=None),
             StaticMembership(),
             registry=CollectorRegistry(),
             dataplane=dp,  # type: ignore[arg-type]
         )
-        args = SimpleNamespace(kubeconfig=None, namespace=NS, node_name="node-1")
-        link = await attach_kube_source(speaker, args, config=CFG, host=apiserver.url)
+        link = attach_kube_source(
+            speaker, kubeconfig=None, namespace=NS, config=CFG, host=apiserver.url
+        )
         try:
             (ev,) = await until(
                 lambda: [e for e in apiserver.items("Event") if e["reason"] == "announceFailed"],
@@ -221,16 +221,12 @@ def test_announce_failed_when_no_requested_interface_exists(apiserver: Any) -> N
             )
             assert st["status"]["interfaces"] == [{"name": "eth9"}]
         finally:
-            if link.task is not None:
-                link.task.cancel()
             await asyncio.get_running_loop().run_in_executor(None, link.source.stop)
 
     asyncio.run(main())
 
 
-def test_peer_addresses_and_gossip_port() -> None:
-    from l2agent.kube.attach import gossip_port, peer_addresses
-
+def test_peer_addresses() -> None:
     def node(name: str, *addrs: tuple[str, str]) -> dict[str, Any]:
         return {
             "metadata": {"name": name},
@@ -247,10 +243,6 @@ def test_peer_addresses_and_gossip_port() -> None:
         ("192.0.2.12", 7946),
         ("2001:db8::4", 7946),
     ]
-    assert [
-        gossip_port(a)
-        for a in (None, "192.0.2.1", "192.0.2.1:7000", "[2001:db8::1]:7001", "2001:db8::1")
-    ] == [7946, 7946, 7000, 7001, 7946]
 
 
 def test_peers_go_to_a_membership_that_takes_them(apiserver: Any) -> None:
@@ -264,30 +256,28 @@ def test_peers_go_to_a_membership_that_takes_them(apiserver: Any) -> None:
         }
     )
 
-    class PeerMembership(StaticMembership):
-        def __init__(self) -> None:
-            self.peers: list[Any] = []
-
-        def set_peers(self, peers: list[Any]) -> None:
-            self.peers = list(peers)
+    peers: list[Any] = []
 
     async def main() -> list[Any]:
-        membership = PeerMembership()
+        membership = StaticMembership()
         speaker = Speaker(
-            SpeakerOptions(node="node-1", static_inputs=False, metrics_addr=None),
+            SpeakerOptions(node="node-1", source=InputSource.CLUSTER, metrics_addr=None),
             membership,
             registry=CollectorRegistry(),
             dataplane=StubDataPlane(),  # type: ignore[arg-type]
         )
-        args = SimpleNamespace(
-            kubeconfig=None, namespace=NS, node_name="node-1", bind_addr="192.0.2.11:7950"
+        link = attach_kube_source(
+            speaker,
+            kubeconfig=None,
+            namespace=NS,
+            set_peers=peers.extend,
+            gossip_port=7950,
+            config=CFG,
+            host=apiserver.url,
         )
-        link = await attach_kube_source(speaker, args, config=CFG, host=apiserver.url)
         try:
-            return list(await until(lambda: membership.peers, "peers"))
+            return list(await until(lambda: peers, "peers"))
         finally:
-            if link.task is not None:
-                link.task.cancel()
             await asyncio.get_running_loop().run_in_executor(None, link.source.stop)
 
     assert asyncio.run(main()) == [("192.0.2.12", 7950)]

@@ -73,10 +73,12 @@ class DataPlane:
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Read the interfaces and open a responder on each eligible one (answering nothing)."""
+        """Read the interfaces and open a responder on each eligible one; what was applied
+        before (a configuration loaded at start-up) is announced from now on."""
         self._loop = asyncio.get_running_loop()
         inventory = await self._netlink.start()
         self._sync_responders(inventory)
+        self._reconcile(changed_interfaces=())
 
     def close(self) -> None:
         """Stop answering everywhere at once and release the sockets."""
@@ -110,11 +112,21 @@ class DataPlane:
             return frozenset()
         return missing_names(selection, self._netlink.inventory, self._exclude)
 
+    def announce_failed(self, ip: IPAddress) -> bool:
+        """MetalLB's `announceFailed`: `ip` names its interfaces and none of them is here
+        (some missing is fine: the IP is announced on the others)."""
+        selection = self._announcements.get(ip)
+        if self._loop is None or selection is None or selection.all or not selection.names:
+            return False  # before start the inventory is not read yet: nothing is missing
+        return self.missing_interfaces(ip) >= selection.names
+
     def apply(self, announcements: Mapping[IPAddress, InterfaceSelection]) -> None:
         """Announce exactly ``announcements`` from now on: losses stop being answered before
-        this returns; gains are answered at once and their first round goes out now."""
+        this returns; gains are answered at once and their first round goes out now
+        (before `start`, they are kept until then)."""
         self._announcements = dict(announcements)
-        self._reconcile(changed_interfaces=())
+        if self._loop is not None:
+            self._reconcile(changed_interfaces=())
 
     def _reconcile(self, changed_interfaces: Sequence[str]) -> None:
         inventory = self._netlink.inventory

@@ -1,278 +1,54 @@
-"""The controller: allocates Service IPs from the pools and writes them to the cluster.
+"""The controller's I/O half: watches, the Lease, and the writes the planner decides.
 
-Composition root. Watches Services, Namespaces, IPAddressPools and L2Advertisements; the
-replica holding the Lease runs the pure allocator on the current `ClusterState` and writes
-the difference: `status.loadBalancer.ingress`, the `metallb.io/ip-allocated-from-pool`
-annotation, pool status counts, and the Events MetalLB users grep for. The standby replica
-watches too, so it takes over with a warm cache.
-
-`plan_writes()` is pure (what to write for each Service, with its Events); `Controller`
-is the I/O around it. A configuration with errors (overlapping pools, bad CIDRs) is
-rejected as a whole and the last good one stays in force, as MetalLB does, so a typo in a
-new pool can never clear the IPs of running Services.
+Watches Services, Namespaces, IPAddressPools and L2Advertisements; the replica holding the
+Lease runs the pure allocator and planner (`l2agent.controller.planner`) on the current
+`ClusterState` and writes the difference: `status.loadBalancer.ingress`, the
+`metallb.io/ip-allocated-from-pool` annotation, pool status counts, and the Events MetalLB
+users grep for. The standby replica watches too, so it takes over with a warm cache. What a
+bad configuration object costs is `l2agent.model.problems.cost`'s decision (today: a bad
+pool or advertisement keeps the last good configuration, so a typo in a new pool can never
+clear the IPs of running Services).
 """
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import logging
-import signal
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
-from l2agent.allocator import (
-    ANN_ALLOCATED_FROM_POOL,
-    Allocation,
-    AllocationError,
-    AllocationFailure,
-    Assignment,
-    allocate,
-    class_matches,
+from l2agent.allocator import allocate, class_matches
+from l2agent.controller.planner import (
+    KEEP,
+    Keep,
+    ServiceWrite,
+    plan_writes,
+    pool_status,
+    pool_usage,
 )
 from l2agent.kube.cache import WatchedObjects
-from l2agent.kube.events import (
-    CONTROLLER_COMPONENT,
-    EventRecorder,
-    EventType,
-    ObjectRef,
-    Reason,
-)
+from l2agent.kube.events import CONTROLLER_COMPONENT, EventRecorder, ObjectRef, Reason
 from l2agent.kube.lease import LeaseConfig, LeaseElector
 from l2agent.kube.status import ServiceStatusWriter
 from l2agent.kube.watch import WatchConfig
 from l2agent.metrics import ControllerMetrics, PoolUsage
-from l2agent.model.crds import IPAddressPool, is_buggy
 from l2agent.model.snapshot import BuildResult, ClusterState, build_state
-from l2agent.model.types import IPAddress
-from l2agent.model.views import IPFamilyPolicy
 
-__all__ = [
-    "CONTROLLER_RESOURCES",
-    "Controller",
-    "ControllerConfig",
-    "PlannedEvent",
-    "ServiceWrite",
-    "plan_writes",
-    "pool_usage",
-    "run_controller",
-]
+__all__ = ["CONTROLLER_RESOURCES", "Controller", "ControllerConfig", "PassReport"]
 
 log = logging.getLogger(__name__)
 
 CONTROLLER_RESOURCES = ("services", "namespaces", "ipaddresspools", "l2advertisements")
-_CONFIG_KINDS = frozenset({"IPAddressPool", "L2Advertisement", "Namespace"})
 _DEPRECATED_PREFIX = "metallb.universe.tf/"
-
-
-# ---------------------------------------------------------------------------- pure part
-
-
-class Keep(enum.Enum):
-    """Marker: leave this field as it is."""
-
-    KEEP = "keep"
-
-
-KEEP = Keep.KEEP
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedEvent:
-    type: EventType
-    reason: Reason
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceWrite:
-    """What to change on one Service. `ingress`: the new IP list (empty: clear), or KEEP;
-    `pool`: the annotation value (None: remove), or KEEP."""
-
-    key: str
-    ingress: tuple[IPAddress, ...] | Keep = KEEP
-    pool: str | Keep | None = KEEP
-    events: tuple[PlannedEvent, ...] = ()
-
-    @property
-    def writes(self) -> bool:
-        return self.ingress is not KEEP or self.pool is not KEEP
-
-
-def _go_quoted(ips: Iterable[IPAddress]) -> str:
-    """Go's %q of a []string, as MetalLB's messages print IP lists: ["a" "b"]."""
-    return "[" + " ".join(f'"{ip}"' for ip in ips) + "]"
-
-
-_REQUEST_FAILURES = frozenset(
-    {
-        AllocationFailure.CONFLICTING_REQUEST,
-        AllocationFailure.INVALID_REQUEST,
-        AllocationFailure.FAMILY_MISMATCH,
-    }
-)
-
-
-def plan_writes(
-    state: ClusterState, allocation: Allocation, *, lb_class: str | None = None
-) -> list[ServiceWrite]:
-    """For every Service of our class, what differs from the allocation, and the Events.
-
-    Non-LoadBalancer Services lose any ingress and pool annotation we gave them; services
-    of another loadBalancerClass are not ours and are left alone.
-    """
-    out: list[ServiceWrite] = []
-    for svc in state.services:
-        if not class_matches(svc, lb_class):
-            continue
-        current_pool = svc.annotations.get(ANN_ALLOCATED_FROM_POOL)
-        result = allocation.get(svc.key) if svc.is_load_balancer else None
-        if result is None:
-            if svc.ingress_ips or current_pool is not None:
-                out.append(
-                    ServiceWrite(
-                        svc.key,
-                        () if svc.ingress_ips else KEEP,
-                        None if current_pool is not None else KEEP,
-                    )
-                )
-            continue
-        events: list[PlannedEvent] = []
-        if isinstance(result, Assignment):
-            ingress: tuple[IPAddress, ...] | Keep = KEEP
-            old = tuple(svc.ingress_ips)
-            if old != result.ips:
-                ingress = result.ips
-                if old and set(old) < set(result.ips):
-                    # PreferDualStack: the other family was added next to the kept IP.
-                    added = next(ip for ip in result.ips if ip not in old)
-                    message = f'Assigned additional IP "{added}"'
-                else:
-                    if old:
-                        events.append(
-                            PlannedEvent(
-                                EventType.NORMAL,
-                                Reason.CLEAR_ASSIGNMENT,
-                                f'current IP for "{svc.key}" not allowed by config, will '
-                                f"attempt for new IP assignment: {_go_quoted(old)}",
-                            )
-                        )
-                    message = f"Assigned IP {_go_quoted(result.ips)}"
-                events.append(PlannedEvent(EventType.NORMAL, Reason.IP_ALLOCATED, message))
-            pool: str | Keep | None = KEEP
-            if result.pool is not None and current_pool != result.pool:
-                pool = result.pool
-            if (
-                svc.ip_family_policy is IPFamilyPolicy.PREFER_DUAL_STACK
-                and len({ip.version for ip in svc.cluster_ips}) == 2
-                and len(result.ips) == 1
-            ):
-                events.append(
-                    PlannedEvent(
-                        EventType.NORMAL,
-                        Reason.ADDITIONAL_ASSIGN_FAILED,
-                        "cannot assign additional IP in PreferDualStack: no available IPs of "
-                        f"the other family in pool {result.pool}",
-                    )
-                )
-            if ingress is not KEEP or pool is not KEEP or events:
-                out.append(ServiceWrite(svc.key, ingress, pool, tuple(events)))
-            continue
-        assert isinstance(result, AllocationError)
-        if result.reason is AllocationFailure.NOT_ENOUGH_CLUSTER_IPS:
-            events.append(
-                PlannedEvent(EventType.WARNING, Reason.NOT_ENOUGH_CLUSTER_IPS, result.message)
-            )
-        elif svc.ingress_ips and result.reason in _REQUEST_FAILURES:
-            events.append(
-                PlannedEvent(
-                    EventType.WARNING,
-                    Reason.LOAD_BALANCER_FAILED,
-                    f"invalid requested loadbalancer IPs: {result.message}",
-                )
-            )
-        else:
-            if svc.ingress_ips:
-                events.append(
-                    PlannedEvent(
-                        EventType.NORMAL,
-                        Reason.CLEAR_ASSIGNMENT,
-                        f'current IP for "{svc.key}" not allowed by config, will attempt for '
-                        f"new IP assignment: {_go_quoted(svc.ingress_ips)}",
-                    )
-                )
-            events.append(
-                PlannedEvent(
-                    EventType.WARNING,
-                    Reason.ALLOCATION_FAILED,
-                    f'Failed to allocate IP for "{svc.key}": {result.message}',
-                )
-            )
-        out.append(
-            ServiceWrite(
-                svc.key,
-                () if svc.ingress_ips else KEEP,
-                None if current_pool is not None else KEEP,
-                tuple(events),
-            )
-        )
-    return out
-
-
-def family_size(pool: IPAddressPool, version: int) -> int:
-    """Usable addresses of one family (MetalLB's poolCount per family, avoidBuggyIPs)."""
-    total = 0
-    for cidr in pool.cidrs:
-        if cidr.version != version:
-            continue
-        n = cidr.num_addresses
-        if pool.avoid_buggy_ips and version == 4:
-            if cidr.prefixlen <= 24:
-                n -= 2 * 2 ** (24 - cidr.prefixlen)
-            else:
-                n -= int(is_buggy(cidr.network_address)) + int(is_buggy(cidr.broadcast_address))
-        total += n
-    return total
-
-
-def pool_usage(state: ClusterState, allocation: Allocation) -> list[PoolUsage]:
-    """Per pool: usable and in-use addresses by family (a shared IP counts once)."""
-    out = []
-    for pool in state.pools:
-        used = allocation.in_use.get(pool.name, frozenset())
-        out.append(
-            PoolUsage(
-                pool=pool.name,
-                total_v4=family_size(pool, 4),
-                total_v6=family_size(pool, 6),
-                in_use_v4=sum(1 for ip in used if ip.version == 4),
-                in_use_v6=sum(1 for ip in used if ip.version == 6),
-            )
-        )
-    return out
-
-
-def pool_status(usage: PoolUsage) -> dict[str, int]:
-    """IPAddressPool status fields (MetalLB v0.15+)."""
-    return {
-        "assignedIPv4": usage.in_use_v4,
-        "assignedIPv6": usage.in_use_v6,
-        "availableIPv4": max(0, usage.total_v4 - usage.in_use_v4),
-        "availableIPv6": max(0, usage.total_v6 - usage.in_use_v6),
-    }
 
 
 def _ref_key(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
-
-
-# ---------------------------------------------------------------------------- I/O part
 
 
 @dataclass(frozen=True, slots=True)
@@ -539,56 +315,3 @@ class Controller:
                 self._pool_status_written[usage.pool] = wanted
             elif not failure.not_found:
                 report.failed += 1
-
-
-# ---------------------------------------------------------------------------- entry point
-
-
-def run_controller(args: Any) -> int:
-    """`l2agent controller`: run until SIGTERM/SIGINT; 0 on a clean stop.
-
-    Reads `args.kubeconfig` ('-' or None in a pod: in-cluster), `args.namespace`,
-    `args.identity` (pod name), `args.lb_class`, `args.metrics_addr`, `args.log_level`,
-    and optionally `args.lease_name`.
-    """
-    from l2agent import logs
-    from l2agent.health import HealthServer, parse_addr
-    from l2agent.kube.convert import new_api_client
-
-    logs.setup(getattr(args, "log_level", "info") or "info")
-    identity = getattr(args, "identity", None)
-    if not identity:
-        import socket
-
-        identity = socket.gethostname()
-    config = ControllerConfig(
-        namespace=args.namespace,
-        identity=identity,
-        lb_class=getattr(args, "lb_class", None) or None,
-        lease_name=getattr(args, "lease_name", None) or "l2agent-controller",
-    )
-    try:
-        api = new_api_client(getattr(args, "kubeconfig", None))
-    except Exception as exc:
-        log.error("cannot configure the Kubernetes client: %s", exc)
-        return 1
-    registry = CollectorRegistry()
-    controller = Controller(api, config, registry=registry)
-    host, port = parse_addr(getattr(args, "metrics_addr", ":7472") or ":7472")
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        server = HealthServer(registry, host=host, port=port, ready=lambda: controller.ready)
-        await server.start()
-        controller.start()
-        try:
-            await stop.wait()
-        finally:
-            await loop.run_in_executor(None, controller.stop)
-            await server.close()
-
-    asyncio.run(main())
-    return 0

@@ -1,51 +1,71 @@
-"""`l2agent` command line: argument parsing only; each subcommand hands off to its module."""
+"""`l2agent`'s argument parser: one function per group of flags, parsing only."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
-from collections.abc import Sequence
 
+from gossip.addresses import GOSSIP_PORT
 from gossip.config import PRESETS
+from l2agent.health import METRICS_PORT
+
+__all__ = ["build_parser"]
+
+_NAMESPACE = os.environ.get("METALLB_NAMESPACE", "metallb-system")
 
 
-def _speaker_args(p: argparse.ArgumentParser) -> None:
+def _config_arg(p: argparse.ArgumentParser, help_text: str, *, required: bool = False) -> None:
+    p.add_argument(
+        "--config",
+        nargs="+",
+        action="extend",
+        default=[],
+        required=required,
+        metavar="FILE|DIR",
+        help=help_text + "; files or directories (their *.yaml, *.yml, *.json, sorted), "
+        "several after one flag or the flag repeated",
+    )
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--node-name",
         default=os.environ.get("NODE_NAME"),
         required=False,
         help="this node's name (default: $NODE_NAME)",
     )
-    p.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="static mode: multi-document YAML of Kubernetes objects (repeatable)",
-    )
+    _config_arg(p, "static mode: multi-document YAML of Kubernetes objects")
     p.add_argument(
         "--kubeconfig", default=None, help="Kubernetes mode: kubeconfig path; '-' means in-cluster"
     )
     p.add_argument(
-        "--namespace",
-        default=os.environ.get("METALLB_NAMESPACE", "metallb-system"),
-        help="namespace holding the metallb.io resources",
+        "--namespace", default=_NAMESPACE, help="namespace holding the metallb.io resources"
     )
+
+
+def _gossip_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--bind-addr",
         default=None,
         metavar="IP[:PORT]",
-        help="gossip bind address (port 7946 by default); without it, members come "
-        "from the Node objects in the config",
+        help="gossip bind address (IPv6 bare or in brackets; port --gossip-port unless "
+        "given); without it, members come from the Node objects in the config",
+    )
+    p.add_argument(
+        "--gossip-port",
+        type=int,
+        default=GOSSIP_PORT,
+        metavar="PORT",
+        help=f"gossip port (TCP and UDP) where an address gives none (default {GOSSIP_PORT}; "
+        "change it to run beside MetalLB's speakers)",
     )
     p.add_argument("--advertise-addr", default=None, metavar="IP[:PORT]")
     p.add_argument(
         "--join",
         action="append",
         default=[],
-        metavar="IP[:PORT]",
-        help="gossip peer to join (repeatable)",
+        metavar="HOST[:PORT][,...]",
+        help="gossip peers to join (repeatable, or a comma-separated list)",
     )
     p.add_argument(
         "--secret-key-file",
@@ -73,6 +93,9 @@ def _speaker_args(p: argparse.ArgumentParser) -> None:
         metavar="FIELD=VALUE",
         help="override any gossip.config.GossipConfig field (repeatable)",
     )
+
+
+def _announce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--interface-exclude",
         action="append",
@@ -100,27 +123,37 @@ def _speaker_args(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="on SIGTERM, keep answering this long after telling the cluster",
     )
-    p.add_argument("--metrics-addr", default=":7472", help="HTTP address for /metrics etc.")
+    p.add_argument(
+        "--metrics-addr",
+        default=f":{METRICS_PORT}",
+        metavar="[HOST][:PORT]",
+        help="HTTP address for /metrics, /healthz, /readyz, /status",
+    )
     p.add_argument("--log-level", default="info")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="l2agent", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="l2agent",
+        description="A MetalLB-compatible load-balancer agent for bare-metal Kubernetes.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sp = sub.add_parser("speaker", help="announce the service IPs this node owns")
-    _speaker_args(sp)
+    _source_args(sp)
+    _gossip_args(sp)
+    _announce_args(sp)
 
     cp = sub.add_parser("controller", help="allocate IPs to LoadBalancer Services")
     cp.add_argument("--kubeconfig", default=None)
-    cp.add_argument("--namespace", default=os.environ.get("METALLB_NAMESPACE", "metallb-system"))
+    cp.add_argument("--namespace", default=_NAMESPACE)
     cp.add_argument("--lb-class", default=None)
-    cp.add_argument("--metrics-addr", default=":7472")
+    cp.add_argument("--metrics-addr", default=f":{METRICS_PORT}", metavar="[HOST][:PORT]")
     cp.add_argument("--identity", default=os.environ.get("POD_NAME"))
     cp.add_argument("--log-level", default="info")
 
     pp = sub.add_parser("plan", help="explain, offline, who announces what and why")
-    pp.add_argument("--config", action="append", required=True, metavar="FILE")
+    _config_arg(pp, "the objects to plan for (e.g. a `kubectl get -o yaml` dump)", required=True)
     pp.add_argument("--members", default=None, help="comma-separated live members")
     pp.add_argument("--output", choices=["table", "json"], default="table")
     pp.add_argument("--ignore-exclude-lb", action="store_true")
@@ -147,32 +180,3 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--nodes", type=int, default=3)
     lp.add_argument("--log-level", default="warning")
     return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "speaker":
-        from l2agent.speaker_main import run_speaker
-
-        return run_speaker(args)
-    if args.command == "controller":
-        from l2agent.controller import run_controller
-
-        return run_controller(args)
-    if args.command == "plan":
-        from l2agent.plan_report import run_plan
-
-        return run_plan(args)
-    if args.command == "status":
-        from l2agent.status_view import run_status
-
-        return run_status(args)
-    if args.command == "lab":
-        from l2agent.demo import run_lab
-
-        return run_lab(args)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,67 @@
+"""What the speaker and the controller report about themselves, as values: ownership rows,
+member rows and pool usage. `l2agent.metrics` renders them as gauges and `l2agent.health`
+as /status; the pure parts that produce them (the ownership ledger, the controller's
+planner) need no metrics library to do so."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass
+
+__all__ = ["IPLike", "MemberRow", "OwnershipChange", "OwnershipRow", "PoolUsage"]
+
+IPLike = ipaddress.IPv4Address | ipaddress.IPv6Address | str
+
+
+class OwnershipChange(enum.Enum):
+    """Direction of an ownership change on this node (the metric label value)."""
+
+    GAINED = "gained"
+    LOST = "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class OwnershipRow:
+    """One service IP as this speaker sees it, at the moment of asking.
+
+    ``owner`` is the node the election picks in this speaker's view (None: nobody eligible).
+    ``announcing`` is True only on the node that announces the IP right now; ``interfaces``
+    are the interfaces it announces on (empty when not announcing). ``since`` is the wall
+    clock (Unix seconds) of the last owner change this speaker saw for the IP, or None.
+    """
+
+    ip: IPLike
+    service: str
+    owner: str | None
+    announcing: bool
+    interfaces: tuple[str, ...] = ()
+    since: float | None = None
+    protocol: str = "layer2"
+
+    def __post_init__(self) -> None:
+        if self.interfaces and not self.announcing:
+            raise ValueError(f"{self.ip}: interfaces given but not announcing")
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """One gossip member as this speaker's member table holds it.
+
+    ``state`` is one of :data:`MEMBER_STATES`; pass ``MemberState.name.lower()``.
+    """
+
+    name: str
+    addr: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    """Addresses of one IPAddressPool: usable (after avoidBuggyIPs) and in use (distinct IPs)."""
+
+    pool: str
+    total_v4: int
+    total_v6: int
+    in_use_v4: int
+    in_use_v6: int

@@ -1,0 +1,88 @@
+"""The static configuration source: files and directories given with `--config`.
+
+Reads them (`l2agent.static`), builds the state and offers it to the speaker, on start, on
+SIGHUP and whenever a file (or a directory's listing) changes. A file that cannot be read
+or parsed keeps the last good configuration and is retried when it changes again, not on
+every check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from l2agent.errors import ConfigError
+from l2agent.model.snapshot import BuildResult, build_state
+from l2agent.static import config_files, load_yaml_files
+
+__all__ = ["ConfigFiles"]
+
+log = logging.getLogger(__name__)
+
+
+class ConfigFiles:
+    """`paths` (files or directories) offered to `offer` (the speaker's `offer`)."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        offer: Callable[[BuildResult], bool],
+        *,
+        on_unreadable: Callable[[], None] | None = None,
+        check_interval: float = 1.0,
+    ) -> None:
+        self.paths = tuple(paths)
+        self._offer = offer
+        self._on_unreadable = on_unreadable
+        self.check_interval = check_interval
+        """Seconds between looks at the modification times (SIGHUP is instant)."""
+        self._stamps: dict[Path, float] = {}
+
+    def load(self) -> bool:
+        """(Re)read everything and offer it; True if the speaker applied it."""
+        # Remember what we read, good or bad: a bad file is retried when it changes again
+        # (or on SIGHUP), not every second.
+        self._stamps = self._current_stamps()
+        try:
+            objects = load_yaml_files(self.paths)
+        except (ConfigError, OSError) as exc:
+            log.error("config rejected, keeping the last good one: %s", exc)
+            if self._on_unreadable is not None:
+                self._on_unreadable()
+            return False
+        applied = self._offer(build_state(objects))
+        if applied:
+            log.info("config loaded from %s", ", ".join(str(p) for p in self.paths))
+        return applied
+
+    def reload(self) -> None:
+        """SIGHUP: read everything again, changed or not."""
+        self.load()
+
+    def changed(self) -> bool:
+        """A file's (or a directory listing's) modification time differs from the last load."""
+        return self._current_stamps() != self._stamps
+
+    async def watch(self) -> None:
+        """Reload whenever something changed (runs until cancelled)."""
+        while True:
+            await asyncio.sleep(self.check_interval)
+            if self.changed():
+                self.load()
+
+    def _current_stamps(self) -> dict[Path, float]:
+        try:
+            listed = config_files(p for p in self.paths if p.is_dir())
+        except OSError:  # a directory vanished between the two looks: next check sees it
+            listed = []
+        return {p: _mtime(p) for p in [*self.paths, *listed]}
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return -1.0

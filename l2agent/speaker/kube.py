@@ -1,0 +1,168 @@
+"""Feeds a `Speaker` from Kubernetes: snapshots in, ServiceL2Status and Events out.
+
+`attach_kube_source(speaker, ...)` is what `l2agent speaker --kubeconfig ...` calls. Each
+snapshot from the `KubeSource` (watch threads) is handed to `speaker.offer` on the event
+loop, where the one configuration policy applies (`l2agent.model.problems.cost`). After
+every plan the speaker hands over a `PlanOutcome`: the Services this node announces are
+mirrored into ServiceL2Status objects, with a `nodeAssigned` Event for each newly won
+Service and an `announceFailed` Event where none of its interfaces exists here.
+`l2agent.kube` keeps only the API adapters; this module is the speaker's side of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from gossip.actions import Address
+from gossip.addresses import GOSSIP_PORT
+from l2agent.kube.convert import new_api_client
+from l2agent.kube.source import KubeSource, SourceConfig
+from l2agent.model.crds import InterfaceSelection
+from l2agent.model.snapshot import BuildResult
+from l2agent.plan import Plan
+from l2agent.speaker.run import PlanOutcome, Speaker
+
+__all__ = ["KubeSpeakerLink", "attach_kube_source", "owned_services", "peer_addresses"]
+
+log = logging.getLogger(__name__)
+
+SetPeers = Callable[[Sequence[Address]], None]
+
+
+def peer_addresses(
+    nodes: Iterable[Mapping[str, Any]], me: str, port: int = GOSSIP_PORT
+) -> list[Address]:
+    """Gossip peers from the Node objects: each other node's first InternalIP (speakers
+    run on the host network, so that is where their memberlist listens). Sorted."""
+    out = []
+    for node in nodes:
+        name = (node.get("metadata") or {}).get("name")
+        if not name or name == me:
+            continue
+        addresses = (node.get("status") or {}).get("addresses") or []
+        ip = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
+        if ip:
+            out.append((str(ip), port))
+    return sorted(out)
+
+
+def owned_services(plan: Plan, node: str) -> dict[str, InterfaceSelection]:
+    """Service key -> interfaces, for the Services `node` announces in `plan`."""
+    out: dict[str, InterfaceSelection] = {}
+    for svc in plan.services:
+        if svc.owner == node and svc.interfaces is not None:
+            out[svc.key] = InterfaceSelection(svc.interfaces.all, frozenset(svc.interfaces.names))
+    return out
+
+
+class KubeSpeakerLink:
+    """The loop-side half: offers snapshots and mirrors each plan outcome to the cluster.
+
+    `offer`: the speaker's `offer`. `set_peers`: the membership's join-list setter when it
+    gossips (Kubernetes mode learns peers from the Node objects), else None."""
+
+    def __init__(
+        self,
+        source: KubeSource,
+        node: str,
+        offer: Callable[[BuildResult], bool],
+        *,
+        set_peers: SetPeers | None = None,
+        gossip_port: int = GOSSIP_PORT,
+    ) -> None:
+        self.source = source
+        self.node = node
+        self._offer = offer
+        self._set_peers = set_peers
+        self.gossip_port = gossip_port
+        self.peers: list[Address] = []
+        self._announced: set[str] = set()
+        self._failed: set[str] = set()
+        self.accepted = 0
+        self.rejected = 0
+
+    def on_snapshot(self, result: BuildResult) -> None:
+        """A snapshot from the watch threads (runs on the event loop)."""
+        self._update_peers()
+        if self._offer(result):
+            self.accepted += 1
+        else:
+            self.rejected += 1
+
+    def _update_peers(self) -> None:
+        """Hand the Node-derived peer list to the membership (MetalLB finds its peers from
+        the speaker pods instead, which would need RBAC on Pods)."""
+        if self._set_peers is None:
+            return
+        peers = peer_addresses(self.source.watched.objects("nodes"), self.node, self.gossip_port)
+        if peers != self.peers:
+            self.peers = peers
+            self._set_peers(peers)
+
+    def plan_applied(self, outcome: PlanOutcome) -> None:
+        """Mirror what this node announces into ServiceL2Status, with MetalLB's Events."""
+        owned = owned_services(outcome.plan, self.node)
+        self.source.report_announcements(owned)
+        for key in sorted(set(owned) - self._announced):
+            self.source.node_assigned(key)
+        self._announced = set(owned)
+        failed = {
+            svc.key: ip
+            for svc in outcome.plan.services
+            if svc.key in owned
+            for ip in svc.ips
+            if ip in outcome.announce_failed
+        }
+        for key in sorted(set(failed) - self._failed):
+            self.source.announce_failed(
+                key,
+                f'the interfaces specified by LB IP "{failed[key]}" doesn\'t exist in assigned '
+                f'node "{self.node}" with protocol "layer2"',
+            )
+        self._failed = set(failed)
+
+
+def attach_kube_source(
+    speaker: Speaker,
+    *,
+    kubeconfig: str | None,
+    namespace: str,
+    set_peers: SetPeers | None = None,
+    gossip_port: int = GOSSIP_PORT,
+    config: SourceConfig | None = None,
+    host: str | None = None,
+) -> KubeSpeakerLink:
+    """Start watching the cluster for `speaker` (call on its event loop). `kubeconfig`
+    ('-': in-cluster); the pod's name and uid (for ServiceL2Status owner references) come
+    from $POD_NAME / $POD_UID. `host` points at an API server directly (tests). The watch
+    threads are daemons; `link.source.stop()` ends them (the speaker does at shutdown)."""
+    loop = asyncio.get_running_loop()
+    api = new_api_client(kubeconfig, host=host)
+    node = speaker.options.node
+    holder: list[KubeSpeakerLink] = []
+
+    def from_thread(result: BuildResult) -> None:
+        loop.call_soon_threadsafe(holder[0].on_snapshot, result)
+
+    source = KubeSource(
+        api,
+        namespace=namespace,
+        node_name=node,
+        on_snapshot=from_thread,
+        pod_name=os.environ.get("POD_NAME"),
+        pod_uid=os.environ.get("POD_UID"),
+        config=config,
+    )
+    link = KubeSpeakerLink(
+        source, node, speaker.offer, set_peers=set_peers, gossip_port=gossip_port
+    )
+    holder.append(link)
+    speaker.plan_listeners.append(link.plan_applied)
+    speaker.ready_checks.append(lambda: bool(source.synced))
+    speaker.on_shutdown.append(source.stop)
+    source.start()
+    return link

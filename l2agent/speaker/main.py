@@ -1,0 +1,146 @@
+"""`l2agent speaker`: turn command-line arguments into a running Speaker (composition root)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+
+from gossip.actions import Address
+from gossip.addresses import GOSSIP_PORT, parse_address, split_list
+from gossip.errors import LocalError as GossipLocalError
+from l2agent import logs
+from l2agent.announce.schedule import AnnounceConfig
+from l2agent.interfaces.inventory import DEFAULT_EXCLUDE
+from l2agent.metrics import SpeakerMetrics
+from l2agent.plan import InputSource
+from l2agent.speaker.files import ConfigFiles
+from l2agent.speaker.gossip import GossipMembership
+from l2agent.speaker.membership import Membership, StaticMembership
+from l2agent.speaker.run import Speaker, SpeakerOptions
+
+__all__ = ["build_membership", "options_from", "raise_priority", "run_speaker"]
+
+log = logging.getLogger(__name__)
+
+
+def join_targets(values: list[str], port: int) -> list[Address]:
+    """`--join` values (repeatable, each may be a comma list) as (host, port) targets."""
+    return [parse_address(item, port) for item in split_list(values)]
+
+
+def build_membership(args: argparse.Namespace, node: str) -> Membership | GossipMembership:
+    """Static members (the Node objects) without --bind-addr; gossip with it. Raises the
+    gossip package's `LocalError` for an address or a `--gossip-set` that does not parse."""
+    if not args.bind_addr:
+        return StaticMembership()
+    from gossip import config as presets
+    from gossip.keyring import Keyring, metallb_key
+
+    bind_ip, bind_port = parse_address(args.bind_addr, args.gossip_port)
+    adv_ip, adv_port = (
+        parse_address(args.advertise_addr, bind_port)
+        if args.advertise_addr
+        else (bind_ip, bind_port)
+    )
+    config = presets.PRESETS[args.gossip_preset](
+        node, bind_addr=bind_ip, bind_port=bind_port, advertise_addr=adv_ip, advertise_port=adv_port
+    )
+    config = presets.with_settings(config, args.gossip_set)
+    keyring = None
+    if args.secret_key_file:
+        keyring = Keyring((metallb_key(Path(args.secret_key_file).read_bytes()),))
+    return GossipMembership(config, join_targets(args.join, bind_port), keyring=keyring)
+
+
+def options_from(args: argparse.Namespace) -> SpeakerOptions:
+    return SpeakerOptions(
+        node=args.node_name,
+        exclude=tuple(args.interface_exclude) if args.interface_exclude else DEFAULT_EXCLUDE,
+        ignore_exclude_lb=args.ignore_exclude_lb,
+        lb_class=args.lb_class,
+        announce=AnnounceConfig(refresh_interval=args.gratuitous_interval),
+        handover_drain=args.handover_drain,
+        metrics_addr=args.metrics_addr or None,
+        source=InputSource.CLUSTER if args.kubeconfig else InputSource.STATIC,
+    )
+
+
+def raise_priority(priority: int) -> None:
+    """Ask for SCHED_RR at `priority` (keepalived's `vrrp_rt_priority` idea).
+
+    The speaker needs a few percent of a CPU, but it needs it within milliseconds: a probe
+    answered 100 ms late under a CPU-bound neighbour looks like a dead node. The kernel's RT
+    throttling (95% by default) still keeps a runaway speaker from locking a CPU.
+    """
+    if priority <= 0:
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
+    except (OSError, AttributeError) as exc:
+        log.warning(
+            "cannot run at realtime priority %d (%s); a busy CPU may delay "
+            "failure detection (grant CAP_SYS_NICE)",
+            priority,
+            exc,
+        )
+        return
+    log.info("running at SCHED_RR priority %d", priority)
+
+
+def _usage_error(message: str) -> int:
+    print(f"l2agent speaker: {message}", file=sys.stderr)
+    return 2
+
+
+def run_speaker(args: argparse.Namespace) -> int:
+    logs.setup(args.log_level)
+    if not args.node_name:
+        return _usage_error("--node-name (or $NODE_NAME) is required")
+    if not args.config and not args.kubeconfig:
+        return _usage_error("give --config FILE|DIR (static) or --kubeconfig")
+    try:
+        membership = build_membership(args, args.node_name)
+    except (GossipLocalError, OSError) as exc:  # bad address, setting, or key file
+        return _usage_error(str(exc))
+
+    async def main() -> int:
+        speaker = Speaker(options_from(args), membership)
+        speaker.on_started.append(functools.partial(raise_priority, args.realtime_priority))
+        if args.config and not _attach_files(speaker, args.config, speaker.metrics):
+            return 2
+        if args.kubeconfig:
+            from l2agent.speaker.kube import attach_kube_source
+
+            attach_kube_source(
+                speaker,
+                kubeconfig=args.kubeconfig,
+                namespace=args.namespace,
+                set_peers=(
+                    membership.set_peers if isinstance(membership, GossipMembership) else None
+                ),
+                gossip_port=(
+                    membership.config.bind_port
+                    if isinstance(membership, GossipMembership)
+                    else GOSSIP_PORT
+                ),
+            )
+        return await speaker.run()
+
+    return asyncio.run(main())
+
+
+def _attach_files(speaker: Speaker, paths: list[str], metrics: SpeakerMetrics) -> bool:
+    """Static mode: load the files (False: unusable, and nothing good to fall back on)."""
+    files = ConfigFiles(
+        [Path(p) for p in paths], speaker.offer, on_unreadable=metrics.config_rejected
+    )
+    if not files.load() and speaker.state is None:
+        return False
+    speaker.on_reload.append(files.reload)
+    speaker.background.append(files.watch)
+    return True
