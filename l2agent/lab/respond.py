@@ -1,7 +1,7 @@
 """A minimal data-plane driver for the lab: responder + announcer on one interface.
 
 Run inside a node namespace: ``python -m l2agent.lab.respond --iface eth0 [--own IP ...]``.
-It runs the speaker's data plane (``l2agent.dataplane.DataPlane``: netlink inventory,
+It runs the speaker's data plane (``l2agent.speaker.dataplane.DataPlane``: netlink inventory,
 responders, announce schedule and sender) for one interface, without any election: the test
 (or a person) says which IPs this node owns, on stdin, one command a line:
 
@@ -39,7 +39,7 @@ def _emit(obj: object) -> None:
 
 
 class Driver:
-    """The speaker's own data plane (:class:`l2agent.dataplane.DataPlane`) told to announce
+    """The speaker's own data plane (:class:`l2agent.speaker.dataplane.DataPlane`) told to announce
     ``own``'s IPs on one interface: what a speaker does once its plan is made."""
 
     def __init__(self, ifname: str, config: AnnounceConfig) -> None:
