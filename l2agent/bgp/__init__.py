@@ -2,6 +2,8 @@
 
 Pure modules (sans-IO): ``plan`` (MetalLB's rule: every eligible node announces, per peer,
 with its attributes), ``frr_config`` (the plan as one frr.conf, shaped like MetalLB's FRR
-mode), ``metrics`` (MetalLB's BGP/BFD metric names on an injected registry). This
-``__init__`` imports nothing, so importing a pure module never pulls an adapter in.
+mode), ``frr_state`` (FRR's JSON -> typed session/BFD values), ``reload_outcome`` (reload
+results and the rules the reloader decides by). Thin adapters (asyncio child processes):
+``reload`` (``FrrReloader``: apply a text to FRR) and ``frr_poll`` (``FrrStatePoller``).
+This ``__init__`` imports nothing, so importing a pure module never pulls an adapter in.
 """
