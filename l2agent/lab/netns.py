@@ -6,17 +6,26 @@ another lab running at the same time)::
     <prefix>-client  eth0 ──┐
     <prefix>-node1   eth0 ──┤  <prefix>-switch: bridge br0 (multicast snooping off)
     <prefix>-node2   eth0 ──┤     ports c, n1, n2, ... (switch-side veth ends)
-    ...                     ┘
+    ...                     │
+    <prefix>-router1 eth0 ──┤     (BGP labs, ``routers=N``: ports r1, r2, ...)
+             eth1 ──── <prefix>-remote eth0   (the client behind router1)
+    <prefix>-router2 eth0 ──┘
 
 Each node holds every VIP on ``kube-ipvs0``, a device of its own that stays DOWN (a ``dummy``
 device, or an empty bridge where the kernel has no dummy driver), with ``arp_ignore=1`` and
 ``arp_announce=2``, as kube-proxy's IPVS mode leaves a node: the kernel delivers packets to
 the VIPs locally but never answers ARP or NS for them on ``eth0``. Only the agent does.
 
-Only documentation ranges are used (see ``topology.py``). Teardown deletes every namespace
-this lab made (which also destroys every veth and bridge in them) and stops every process it
-spawned, by PID, also on an exception, Ctrl-C (``KeyboardInterrupt`` unwinds the ``with``)
-and interpreter exit (``atexit``). ``sweep_stale()`` removes namespaces left by a lab whose
+Routers forward, hash multipath routes on L4 ports (``fib_multipath_hash_policy=1``) and
+are the nodes' default gateway, so replies from a service IP to the remote client go back
+through router1; which node gets a flow is decided by router1's kernel FIB alone.
+
+Only documentation ranges are used (see ``topology.py``). Teardown runs the ``on_close``
+callbacks (daemons that fork away from ``spawn``: FRR), stops every process it spawned, by
+PID, then every process still left in its namespaces, then deletes every namespace this
+lab made (which also destroys every veth and bridge in them), also on an exception, Ctrl-C
+(``KeyboardInterrupt`` unwinds the ``with``) and interpreter exit (``atexit``).
+``sweep_stale()`` removes namespaces (and what still runs in them) left by a lab whose
 owner process is gone (a ``kill -9``), recognised by this lab's own name format only.
 """
 
@@ -34,7 +43,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
@@ -42,6 +51,7 @@ from typing import Any
 from l2agent.lab.topology import (
     CLIENT,
     DEFAULT_VIPS,
+    REMOTE,
     SWITCH,
     IPAddress,
     client_address,
@@ -49,6 +59,11 @@ from l2agent.lab.topology import (
     node_address,
     node_mac,
     node_name,
+    remote_address,
+    router_address,
+    router_mac,
+    router_name,
+    uplink_address,
 )
 
 log = logging.getLogger(__name__)
@@ -111,6 +126,7 @@ def sweep_stale() -> list[str]:
         match = _PREFIX_RE.match(prefix)
         if match is None or _pid_alive(int(match["pid"])):
             continue
+        _kill_namespace_processes(ns)
         _run(["ip", "netns", "delete", ns], check=False)
         deleted.append(ns)
     if deleted:
@@ -149,7 +165,10 @@ class Lab:
     ``nodes``: number of node namespaces (named ``node1``..``nodeN``).
     ``vips``: service IPs put on every node's ``kube-ipvs0`` (IPv4 and IPv6).
     ``prefix``: namespace name prefix; default ``l2lab-<pid>-<random>``.
-    Roles accepted by ``exec``/``spawn``/``netns``: ``"node1"``.., ``"client"``, ``"switch"``.
+    ``routers``: BGP routers on the LAN (``router1``..); with at least one, a ``remote``
+    client behind router1 too.
+    Roles accepted by ``exec``/``spawn``/``netns``: ``"node1"``.., ``"client"``, ``"switch"``,
+    and ``"router1"``.., ``"remote"`` in a BGP lab.
     """
 
     def __init__(
@@ -157,14 +176,19 @@ class Lab:
         nodes: int = 3,
         vips: Sequence[IPAddress] = DEFAULT_VIPS,
         prefix: str | None = None,
+        routers: int = 0,
     ) -> None:
         if not 1 <= nodes <= 80:
             raise ValueError("nodes must be between 1 and 80")
+        if not 0 <= routers <= 9:
+            raise ValueError("routers must be between 0 and 9")
         self.prefix = prefix or new_prefix()
         self.node_names = tuple(node_name(i) for i in range(1, nodes + 1))
+        self.router_names = tuple(router_name(i) for i in range(1, routers + 1))
         self.vips = tuple(vips)
         self._made: list[str] = []
         self._procs: list[subprocess.Popen[Any]] = []
+        self._on_close: list[Callable[[], None]] = []
         self._closed = False
         self._old_sigterm: Any = None
         self.vip_device_kind = ""
@@ -174,7 +198,8 @@ class Lab:
 
     def netns(self, role: str) -> str:
         """The namespace name of ``role`` (``node1``, ``client``, ``switch``)."""
-        if role not in (*self.node_names, CLIENT, SWITCH):
+        remote = (REMOTE,) if self.router_names else ()
+        if role not in (*self.node_names, CLIENT, SWITCH, *self.router_names, *remote):
             raise KeyError(f"no such lab role: {role!r}")
         return f"{self.prefix}-{role}"
 
@@ -224,6 +249,8 @@ class Lab:
                 ipv6=node_address(index, 6),
                 switch_port=port,
             )
+        if self.router_names:
+            self._add_routers()
         log.info(
             "lab %s up: %d nodes, VIPs on a %s device",
             self.prefix,
@@ -251,6 +278,41 @@ class Lab:
         self.ip(role, "addr", "add", f"{v4}/24", "dev", LAN_IF)
         self.ip(role, "addr", "add", f"{v6}/64", "dev", LAN_IF, "nodad")
         self.ip(role, "link", "set", LAN_IF, "up")
+
+    def _add_routers(self) -> None:
+        """Routers on the LAN, the remote client behind router1, nodes routed through it."""
+        for index, name in enumerate(self.router_names, start=1):
+            v4, v6 = router_address(index, 4), router_address(index, 6)
+            self._add_host(name, f"r{index}", router_mac(index), v4, v6)
+            self.exec(
+                name,
+                [
+                    "sysctl", "-q", "-w",
+                    "net.ipv4.ip_forward=1",
+                    "net.ipv6.conf.all.forwarding=1",
+                    # ECMP hashes on L4 ports too, so many flows from one client spread.
+                    "net.ipv4.fib_multipath_hash_policy=1",
+                    "net.ipv6.fib_multipath_hash_policy=1",
+                ],
+            )  # fmt: skip
+        router1 = self.router_names[0]
+        remote = self.netns(REMOTE)
+        self._add_ns(remote)
+        self.exec(REMOTE, ["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0"])
+        self.ip(router1, "link", "add", "eth1", "type", "veth", "peer", "name", LAN_IF,
+                "netns", remote)  # fmt: skip
+        for role, dev, v4, v6 in (
+            (router1, "eth1", uplink_address(4), uplink_address(6)),
+            (REMOTE, LAN_IF, remote_address(4), remote_address(6)),
+        ):
+            self.ip(role, "addr", "add", f"{v4}/24", "dev", dev)
+            self.ip(role, "addr", "add", f"{v6}/64", "dev", dev, "nodad")
+            self.ip(role, "link", "set", dev, "up")
+        self.ip(REMOTE, "route", "add", "default", "via", str(uplink_address(4)))
+        self.ip(REMOTE, "-6", "route", "add", "default", "via", str(uplink_address(6)))
+        for node in self.node_names:
+            self.ip(node, "route", "add", "default", "via", str(router_address(1, 4)))
+            self.ip(node, "-6", "route", "add", "default", "via", str(router_address(1, 6)))
 
     def _add_vip_device(self, role: str) -> None:
         kind = self.vip_device_kind
@@ -288,15 +350,27 @@ class Lab:
             self.ip(role, "addr", "del", f"{vip}/128", "dev", VIP_DEV)
             self.ip(role, "addr", "add", f"{vip}/128", "dev", "lo", "nodad")
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` first at teardown (last registered first); its errors are logged."""
+        self._on_close.append(callback)
+
     def close(self) -> None:
-        """Stop spawned processes by PID, then delete every namespace this lab made."""
+        """Run ``on_close`` callbacks, stop spawned processes by PID, then any process left in
+        this lab's namespaces, then delete every namespace this lab made."""
         if self._closed:
             return
         self._closed = True
+        for callback in reversed(self._on_close):
+            try:
+                callback()
+            except Exception:
+                log.exception("lab %s: teardown callback failed", self.prefix)
+        self._on_close.clear()
         for proc in self._procs:
             _stop(proc)
         self._procs.clear()
         for ns in reversed(self._made):
+            _kill_namespace_processes(ns)
             _run(["ip", "netns", "delete", ns], check=False)
         self._made.clear()
         self._restore_sigterm()
@@ -384,6 +458,19 @@ class Lab:
 
     def flush_neighbours(self, role: str = CLIENT) -> None:
         self.ip(role, "neigh", "flush", "dev", LAN_IF)
+
+
+def _kill_namespace_processes(ns: str) -> None:
+    """SIGTERM, then SIGKILL, whatever still runs in one of our namespaces (a daemon that
+    forked away from ``spawn``); ``ip netns pids`` finds them by namespace, not by name."""
+    pids = [int(p) for p in _run(["ip", "netns", "pids", ns], check=False).split() if p.isdigit()]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        pids = [p for p in pids if wait_until(lambda p=p: not _pid_alive(p), 2.0) is False]
+        if not pids:
+            return
 
 
 def _mac_text(mac: bytes) -> str:

@@ -2,11 +2,16 @@
 
 Run in the client namespace:
 ``python -m l2agent.lab.prober --target 192.0.2.200 [--port 7777] [--interval 0.002]
-[--duration 10] [--out FILE]``. It stops after ``--duration`` seconds or on SIGTERM/SIGINT
-and writes one JSON document: ``{"target", "interval", "probes": [[seq, sent, replied, node],
-...]}`` with times from ``time.monotonic()`` (CLOCK_MONOTONIC is shared by every process on
-the machine, so a test can compare them with its own clock). ``replied``/``node`` are null for
-a lost probe.
+[--duration 10] [--flows 1] [--out FILE]``. It stops after ``--duration`` seconds or on
+SIGTERM/SIGINT and writes one JSON document: ``{"target", "interval", "probes": [[seq, sent,
+replied, node, flow], ...]}`` with times from ``time.monotonic()`` (CLOCK_MONOTONIC is shared by
+every process on the machine, so a test can compare them with its own clock).
+``replied``/``node`` are null for a lost probe.
+
+``--flows N`` sends from N sockets (N source ports, so N distinct 5-tuples) in turn: behind an
+ECMP router each flow hashes to one node, so the replies show how the router spreads flows
+and which flows a node served (``flow`` = the socket's index; every flow is probed every
+``N x interval``).
 
 ``outage(probes, old, new)`` measures a failover the way a client feels it: from the last
 reply by the old owner to the first reply by the new one.
@@ -35,12 +40,14 @@ _MAGIC = b"L2PB"
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """One probe: sequence number, send time, reply time and answering node (None if lost)."""
+    """One probe: sequence number, send time, reply time, answering node (None if lost) and
+    the flow (source socket) it was sent on."""
 
     seq: int
     sent: float
     replied: float | None
     node: str | None
+    flow: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +91,34 @@ def answered_by(probes: Sequence[Probe]) -> list[str]:
     return seen
 
 
+def flows_by_node(probes: Sequence[Probe]) -> dict[str, set[int]]:
+    """Node -> the flows it answered (a flow the router moved shows under both nodes)."""
+    out: dict[str, set[int]] = {}
+    for p in probes:
+        if p.node is not None:
+            out.setdefault(p.node, set()).add(p.flow)
+    return out
+
+
 def run(
-    target: str, port: int = DEFAULT_PORT, interval: float = 0.002, duration: float = 10.0
+    target: str,
+    port: int = DEFAULT_PORT,
+    interval: float = 0.002,
+    duration: float = 10.0,
+    flows: int = 1,
 ) -> list[Probe]:
     """Probe until ``duration`` passes or SIGTERM/SIGINT; late replies get 0.5 s to arrive."""
+    if not 1 <= flows <= 1024:
+        raise ValueError("flows must be between 1 and 1024")
     ip = ipaddress.ip_address(target)
     family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setblocking(False)
     selector = selectors.DefaultSelector()
-    selector.register(sock, selectors.EVENT_READ)
+    socks = []
+    for _ in range(flows):
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        socks.append(sock)
     sent: dict[int, float] = {}
     replies: dict[int, tuple[float, str]] = {}
     stopping = False
@@ -117,7 +142,7 @@ def run(
             break
         if drain_until is None and now >= next_send:
             try:
-                sock.sendto(_HEADER.pack(_MAGIC, seq), (target, port))
+                socks[seq % flows].sendto(_HEADER.pack(_MAGIC, seq), (target, port))
             except OSError:
                 pass  # e.g. neighbour resolution failed (EHOSTUNREACH): counts as lost
             sent[seq] = now
@@ -126,10 +151,15 @@ def run(
             if next_send < now:  # we fell behind (CPU starved): do not burst to catch up
                 next_send = now + interval
         wake = drain_until if drain_until is not None else next_send
-        for _key, _mask in selector.select(timeout=max(0.0, wake - time.monotonic())):
-            _read(sock, replies)
-    sock.close()
-    return [Probe(s, t, *replies.get(s, (None, None))) for s, t in sent.items()]
+        for key, _mask in selector.select(timeout=max(0.0, wake - time.monotonic())):
+            _read(key.fileobj, replies)  # type: ignore[arg-type]
+    for sock in socks:
+        sock.close()
+    out = []
+    for s, t in sent.items():
+        replied, node = replies.get(s, (None, None))
+        out.append(Probe(s, t, replied, node, s % flows))
+    return out
 
 
 def _read(sock: socket.socket, replies: dict[int, tuple[float, str]]) -> None:
@@ -153,7 +183,7 @@ def to_json(target: str, interval: float, probes: Sequence[Probe]) -> str:
         {
             "target": target,
             "interval": interval,
-            "probes": [[p.seq, p.sent, p.replied, p.node] for p in probes],
+            "probes": [[p.seq, p.sent, p.replied, p.node, p.flow] for p in probes],
         }
     )
 
@@ -168,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--interval", type=float, default=0.002, help="seconds between probes")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds to probe")
+    parser.add_argument("--flows", type=int, default=1, help="source sockets used in turn")
     parser.add_argument("--out", help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)
-    probes = run(args.target, args.port, args.interval, args.duration)
+    probes = run(args.target, args.port, args.interval, args.duration, args.flows)
     text = to_json(args.target, args.interval, probes)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:

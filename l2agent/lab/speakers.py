@@ -148,14 +148,24 @@ class LabSpeakers:
             raise TimeoutError(f"no single owner for {list(ips)} after {timeout} s")
         return result
 
-    def probe(self, target: str, duration: float, interval: float = 0.002) -> subprocess.Popen[Any]:
-        """Start a prober in the client namespace; :meth:`probes` collects its result."""
+    def probe(
+        self,
+        target: str,
+        duration: float,
+        interval: float = 0.002,
+        *,
+        role: str = CLIENT,
+        flows: int = 1,
+    ) -> subprocess.Popen[Any]:
+        """Start a prober in ``role``'s namespace (the LAN client; ``remote`` behind the
+        router in a BGP lab) with ``flows`` source sockets; :meth:`probes` collects it."""
         out = self.workdir / f"probe-{target}-{time.monotonic_ns()}.json"
         argv = [
             sys.executable, "-m", "l2agent.lab.prober", "--target", target,
             "--interval", str(interval), "--duration", str(duration), "--out", str(out),
+            "--flows", str(flows),
         ]  # fmt: skip
-        proc = self.lab.spawn(CLIENT, argv)
+        proc = self.lab.spawn(role, argv)
         proc.out_path = out  # type: ignore[attr-defined]
         return proc
 
