@@ -105,11 +105,17 @@ def test_frr_state_poller_and_metrics_see_what_the_routers_see(lab: BgpLab) -> N
     assert lab.frr is not None
     d = lab.frr.dir("node1")
     poller = FrrStatePoller(d, config_dir=d, interval=0.0)
-    state = asyncio.run(poller.poll())
-    assert state.error is None, state.error
+
+    def settled() -> bool:
+        state = asyncio.run(poller.poll())
+        return state.error is None and all(
+            s.established and s.prefixes_sent == 1 for s in state.sessions
+        )
+
+    assert wait_until(settled, 10, interval=0.2), poller.state
+    state = poller.state
     sessions = {s.address: s for s in state.sessions}
     assert set(sessions) == set(lab.peer_addresses())
-    assert all(s.established and s.prefixes_sent == 1 for s in sessions.values())
     assert {p.peer for p in state.bfd_peers if p.up} == {str(router_address(1, 4)),
                                                          str(router_address(1, 6))}  # fmt: skip
     registry = CollectorRegistry()
