@@ -204,10 +204,10 @@ class Controller:
             if self.metrics is not None:
                 self.metrics.config_rejected()
             for problem in checked.blocking:
-                ref = ObjectRef(
+                ref = self._watched.ref(
                     problem.kind,
-                    problem.name,
                     problem.namespace or self.config.namespace,
+                    problem.name,
                     "metallb.io/v1beta1",
                 )
                 self.events.warning(ref, Reason.INVALID_CONFIG, problem.message)
@@ -277,11 +277,15 @@ class Controller:
             report.failed += 1
             return False
         report.writes += 1
-        ref = ObjectRef.service(write.key)
+        ref = self._service_ref(write.key)
         for ev in write.events:
             self.events.emit(ref, ev.type, ev.reason, ev.message)
             report.events += 1
         return True
+
+    def _service_ref(self, key: str) -> ObjectRef:
+        namespace, _, name = key.partition("/")
+        return self._watched.ref("Service", namespace, name)
 
     def _warn_deprecated(self, state: ClusterState) -> None:
         for svc in state.services:
@@ -293,7 +297,7 @@ class Controller:
                 ):
                     self._deprecation_warned.add((svc.key, key))
                     self.events.warning(
-                        ObjectRef.service(svc.key),
+                        self._service_ref(svc.key),
                         Reason.DEPRECATED_ANNOTATION,
                         f"Service uses deprecated annotation {key}",
                     )

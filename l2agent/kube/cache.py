@@ -18,6 +18,7 @@ from typing import Any
 
 from kubernetes import client
 
+from l2agent.kube.events import ObjectRef
 from l2agent.kube.watch import RESOURCES, Delta, DeltaKind, WatchConfig, Watcher
 
 __all__ = ["WatchedObjects"]
@@ -107,6 +108,23 @@ class WatchedObjects:
         with self._lock:
             chosen = names or tuple(self._store)
             return [obj for n in chosen for _, obj in sorted(self._store[n].items())]
+
+    def find(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The cached object of `kind` (e.g. "Service") named `namespace/name`, if watched
+        and known: Events need its uid, or `kubectl describe` never shows them."""
+        for resource in self._watchers:
+            if RESOURCES[resource].kind == kind:
+                ns = namespace if RESOURCES[resource].namespaced else ""
+                with self._lock:
+                    return self._store[resource].get((ns, name))
+        return None
+
+    def ref(self, kind: str, namespace: str, name: str, api_version: str = "v1") -> ObjectRef:
+        """What an Event about that object names: with its uid when the cache knows it."""
+        obj = self.find(kind, namespace, name)
+        if obj is not None:
+            return ObjectRef.of(obj)
+        return ObjectRef(kind, name, namespace, api_version)
 
     def snapshot_of(self, name: str) -> tuple[list[Mapping[str, Any]], str | None]:
         """One resource's objects and the resourceVersion the store has applied up to."""

@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,14 +47,14 @@ class ObjectRef:
     uid: str | None = None
 
     @classmethod
-    def of(cls, obj: dict[str, Any]) -> ObjectRef:
+    def of(cls, obj: Mapping[str, Any]) -> ObjectRef:
         meta = obj.get("metadata") or {}
         return cls(
             kind=str(obj.get("kind") or ""),
             name=str(meta.get("name") or ""),
             namespace=str(meta.get("namespace") or ""),
             api_version=str(obj.get("apiVersion") or "v1"),
-            uid=meta.get("uid"),
+            uid=str(meta["uid"]) if meta.get("uid") else None,
         )
 
     @classmethod

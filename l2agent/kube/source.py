@@ -156,13 +156,18 @@ class KubeSource:
     def node_assigned(self, service_key: str) -> None:
         """MetalLB's `nodeAssigned` Event for a service this node announces."""
         self.events.normal(
-            ObjectRef.service(service_key),
+            self.service_ref(service_key),
             Reason.NODE_ASSIGNED,
             f'announcing from node "{self.node_name}" with protocol "layer2"',
         )
 
     def announce_failed(self, service_key: str, message: str) -> None:
-        self.events.warning(ObjectRef.service(service_key), Reason.ANNOUNCE_FAILED, message)
+        self.events.warning(self.service_ref(service_key), Reason.ANNOUNCE_FAILED, message)
+
+    def service_ref(self, service_key: str) -> ObjectRef:
+        """The Service as an Event names it, uid included (from the watch cache)."""
+        namespace, _, name = service_key.partition("/")
+        return self._watched.ref("Service", namespace, name)
 
     # ------------------------------------------------------------------ internals
 

@@ -95,6 +95,10 @@ class FakeApiServer:
         self._thread: threading.Thread | None = None
         self.port = 0
         self._open_sockets: set[socket.socket] = set()
+        # (plural, key) -> the uid that object has (or last had: Events may trail a delete)
+        self._uids: dict[tuple[str, Key], str] = {}
+        # every Event posted: (involvedObject, the uid the server knows for that object)
+        self._event_refs: list[tuple[dict[str, Any], str | None]] = []
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -214,6 +218,16 @@ class FakeApiServer:
         with self._cond:
             return [r for r in self.requests if r.method == method and path_part in r.path]
 
+    def events_with_wrong_uid(self, *, clear: bool = False) -> list[tuple[dict[str, Any], Any]]:
+        """Events whose involvedObject.uid is not the uid of the object they name (so
+        `kubectl describe` would not show them): (involvedObject, the object's real uid,
+        None when the server never held such an object). `clear`: forget them afterwards."""
+        with self._cond:
+            wrong = [(i, u) for i, u in self._event_refs if u is None or i.get("uid") != u]
+            if clear:
+                self._event_refs.clear()
+            return wrong
+
     # ---------------------------------------------------------------- storage (lock held)
 
     def _next_rv(self) -> int:
@@ -235,6 +249,7 @@ class FakeApiServer:
         meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
         meta["resourceVersion"] = str(self._next_rv())
         table[key] = obj
+        self._uids[(plural, key)] = meta["uid"]
         self._record("MODIFIED" if old else "ADDED", plural, obj)
         return obj
 
@@ -245,6 +260,15 @@ class FakeApiServer:
             obj["metadata"]["resourceVersion"] = str(self._next_rv())
             self._record("DELETED", plural, obj)
         return obj
+
+    def _note_event(self, body: dict[str, Any]) -> None:
+        inv = dict(body.get("involvedObject") or {})
+        plural = KIND_TO_PLURAL.get(str(inv.get("kind")))
+        uid = None
+        if plural is not None:
+            ns = str(inv.get("namespace") or "") if RESOURCES[plural][3] else ""
+            uid = self._uids.get((plural, (ns, str(inv.get("name") or ""))))
+        self._event_refs.append((inv, uid))
 
     def _record(self, kind: str, plural: str, obj: dict[str, Any]) -> None:
         self._state.log.append((self._state.rv, kind, plural, copy.deepcopy(obj)))
@@ -575,6 +599,8 @@ def _make_handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                     )
                 if RESOURCES[route.plural][4]:
                     body.pop("status", None)  # status subresource: create ignores status
+                if route.plural == "events":
+                    api._note_event(body)
                 return copy.deepcopy(api._store(route.plural, body))
 
         def _current(self, route: _Route) -> dict[str, Any]:

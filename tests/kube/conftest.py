@@ -20,6 +20,8 @@ from l2agent.kube.convert import new_api_client
 def apiserver() -> Iterator[FakeApiServer]:
     with FakeApiServer() as api:
         yield api
+        # Every Event names its object by uid, or `kubectl describe` never shows it.
+        assert api.events_with_wrong_uid() == []
 
 
 @pytest.fixture

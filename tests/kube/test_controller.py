@@ -223,6 +223,7 @@ def test_allocates_writes_status_annotation_events_and_metrics(
     (ev,) = apiserver.items("Event")
     assert (ev["reason"], ev["message"]) == ("IPAllocated", 'Assigned IP ["192.0.2.4"]')
     assert ev["involvedObject"]["name"] == "web"
+    assert ev["involvedObject"]["uid"] == svc["metadata"]["uid"]  # `kubectl describe` shows it
     assert ev["source"]["component"] == "metallb-controller"
     text = generate_latest(registry).decode()
     assert 'metallb_allocator_addresses_total{pool="pool"} 2.0' in text
