@@ -132,6 +132,28 @@ def _announce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info")
 
 
+def _bgp_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--frr-config-dir",
+        default="/etc/frr",
+        metavar="DIR",
+        help="BGP mode: where frr.conf is written (shared with the FRR sidecar)",
+    )
+    p.add_argument(
+        "--frr-run-dir",
+        default="/var/run/frr",
+        metavar="DIR",
+        help="BGP mode: where FRR's daemons keep their vty sockets",
+    )
+    p.add_argument(
+        "--bgp-drain",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="on SIGTERM, wait at most this long for FRR to withdraw every prefix",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l2agent",
@@ -143,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     _source_args(sp)
     _gossip_args(sp)
     _announce_args(sp)
+    _bgp_args(sp)
 
     cp = sub.add_parser("controller", help="allocate IPs to LoadBalancer Services")
     cp.add_argument("--kubeconfig", default=None)

@@ -117,6 +117,9 @@ class Speaker:
         """Tasks to run while serving (e.g. watch the configuration files)."""
         self.on_shutdown: list[Callable[[], None]] = []
         """Called once the speaker has stopped answering (e.g. stop the watches)."""
+        self.on_leave: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        """Awaited when the handover starts, beside the layer 2 drain; the speaker stops
+        only when all have finished (BGP mode withdraws its prefixes here)."""
         self._reported: frozenset[ObjectProblem] = frozenset()
         self._announce_failed: frozenset[IPAddress] = frozenset()
         self._leaving = False
@@ -281,11 +284,15 @@ class Speaker:
         """Planned handover: leave, keep answering while successors announce, then stop."""
         self.log.info("leaving: handing over %d IPs", len(self.ledger.owned))
         self._leaving = True
+        leaving = [asyncio.create_task(make()) for make in self.on_leave]
         try:
             await self.membership.leave(timeout=self.options.handover_drain)
         except Exception as exc:  # a failed goodbye must not keep us from stopping
             self.log.warning("graceful leave failed: %s", exc)
         await asyncio.sleep(self.options.handover_drain)
+        for result in await asyncio.gather(*leaving, return_exceptions=True):
+            if isinstance(result, BaseException):
+                self.log.warning("handover step failed: %r", result)
         self.dataplane.close()
         for hook in self.on_shutdown:
             try:

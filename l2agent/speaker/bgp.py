@@ -1,0 +1,117 @@
+"""BGP mode inside the speaker: every new configuration becomes this node's frr.conf, and a
+stopping speaker withdraws its prefixes before it goes.
+
+`BgpLink` listens to the speaker's plan outcomes; when the configuration snapshot changed it
+plans and renders (`l2agent.bgp.announcer.BgpAnnouncer`) and hands a changed text to the
+reloader (`FrrApplier`: `l2agent.bgp.reload.FrrReloader`, which tests, reloads, debounces,
+keeps the last good text and retries). Nothing is written while the configuration has never
+had a BGP session for this node, so a layer-2-only speaker needs no FRR beside it.
+
+Shutdown (`withdraw`, awaited by the speaker before its layer 2 handover ends): the same
+sessions with nothing announced, then wait until FRR reports no prefix sent to any peer
+(`prefixes_sent`, from the FRR state poller) or `drain` seconds have passed. The pod's
+termination order follows: the speaker container gets SIGTERM and withdraws while FRR still
+runs; FRR's containers must outlive it (a longer terminationGracePeriod and a preStop sleep
+on FRR's containers, as MetalLB's FRR sidecars have).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from l2agent.bgp.announcer import BgpAnnouncer, FrrApplier
+from l2agent.bgp.frr_config import FrrOptions
+from l2agent.bgp.plan import BgpPlan
+from l2agent.model.snapshot import ClusterState
+from l2agent.plan import InputSource
+
+__all__ = ["BgpLink"]
+
+log = logging.getLogger(__name__)
+
+
+class BgpLink:
+    """Keeps FRR in step with the speaker's configuration (see the module docstring).
+
+    `state`: how to read the speaker's current snapshot (`lambda: speaker.state`).
+    `prefixes_sent`: FRR's count of prefixes still advertised to peers (None: unknown).
+    """
+
+    def __init__(
+        self,
+        node: str,
+        applier: FrrApplier,
+        state: Callable[[], ClusterState | None],
+        *,
+        frr_options: FrrOptions | None = None,
+        source: InputSource = InputSource.STATIC,
+        ignore_exclude_lb: bool = False,
+        lb_class: str | None = None,
+        drain: float = 2.0,
+        prefixes_sent: Callable[[], Awaitable[int | None]] | None = None,
+        on_plan: Callable[[BgpPlan], None] | None = None,
+    ) -> None:
+        self.announcer = BgpAnnouncer(
+            node,
+            applier,
+            frr_options=frr_options,
+            plan_options={
+                "source": source,
+                "ignore_exclude_lb": ignore_exclude_lb,
+                "lb_class": lb_class,
+            },
+            on_plan=on_plan,
+        )
+        self.applier = applier
+        self._state = state
+        self.drain = drain
+        self.prefixes_sent = prefixes_sent
+        self._seen: ClusterState | None = None
+        self._engaged = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def plan(self) -> BgpPlan | None:
+        return self.announcer.plan
+
+    def plan_changed(self, _outcome: object = None) -> None:
+        """A speaker plan listener: replan BGP when the snapshot itself changed (membership
+        changes do not concern BGP mode: every eligible node announces)."""
+        state = self._state()
+        if state is None or state is self._seen:
+            return
+        self._seen = state
+        text = self.announcer.replan(state)
+        plan = self.announcer.plan
+        if plan is not None and plan.sessions:
+            self._engaged = True
+        if text is None or not self._engaged:
+            return  # unchanged, or no BGP session here ever: FRR is not needed
+        assert plan is not None
+        log.info(
+            "bgp: %d session(s), %d prefix(es): applying frr.conf",
+            len(plan.sessions),
+            len(plan.prefixes),
+        )
+        self.announcer.applied += 1
+        self._spawn(self.applier.apply(text))
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:  # the reloader reports and retries; never lose the loop
+                log.exception("bgp: applying frr.conf failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def withdraw(self) -> None:
+        """Before stopping: announce nothing, wait for FRR to have told the peers."""
+        if not self._engaged:
+            return
+        await self.announcer.withdraw(self.drain, prefixes_sent=self.prefixes_sent)
