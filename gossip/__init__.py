@@ -29,7 +29,9 @@ from gossip.events import (
     MemberSuspected,
     MemberUpdated,
     ProtocolViolation,
+    UndecryptableTraffic,
     UserMessage,
+    ViolationsSuppressed,
 )
 from gossip.hooks import StateHooks
 from gossip.keyring import Keyring, metallb_key
@@ -64,7 +66,9 @@ __all__ = [
     "SendPacket",
     "StateHooks",
     "StreamAction",
+    "UndecryptableTraffic",
     "UserMessage",
+    "ViolationsSuppressed",
     "fast",
     "lan",
     "local",

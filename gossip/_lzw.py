@@ -4,13 +4,17 @@ memberlist compresses with it (EnableCompression is on in every Go preset), so w
 decode it; we can also encode it byte-for-byte like Go's writer. Codes: 0-255 literals,
 256 clear, 257 end; width 9..12 bits, packed least significant bit first; the width grows as
 soon as the next code to assign reaches 1 << width; the writer clears at code 4095.
+
+Decoding is resumable (`LzwDecoder`): a stream's compressed bytes are decoded a slice at a
+time, so one call never costs more than the slice it was given (a code can expand to ~4 KiB,
+so callers bound the output of a slice too).
 """
 
 from __future__ import annotations
 
 from gossip.errors import MalformedMessage, MalformedReason
 
-__all__ = ["lzw_compress", "lzw_decompress"]
+__all__ = ["LzwDecoder", "lzw_compress", "lzw_decompress"]
 
 _CLEAR = 256
 _EOF = 257
@@ -22,29 +26,66 @@ def _bad(detail: str) -> MalformedMessage:
     return MalformedMessage(MalformedReason.BAD_COMPRESSION, detail)
 
 
-def lzw_decompress(data: bytes, max_size: int) -> bytes:
-    """Decode a whole LZW stream that ends with the end code; refuse output past max_size."""
-    out = bytearray()
-    table: list[bytes] = [bytes([i]) for i in range(256)] + [b"", b""]
-    width = 9
-    hi = _EOF  # the next code to assign, once a previous code exists
-    overflow = 1 << width
-    last: bytes | None = None
-    acc = 0
-    nbits = 0
-    for byte in data:
-        acc |= byte << nbits
-        nbits += 8
-        while nbits >= width:
-            code = acc & ((1 << width) - 1)
+class LzwDecoder:
+    """Decode one LZW stream in slices; `done` once the end code has been read.
+
+    `max_size` bounds the total output (TOO_LARGE past it). Bytes after the end code are
+    ignored, as Go's reader ignores them.
+    """
+
+    __slots__ = (
+        "_acc",
+        "_hi",
+        "_last",
+        "_nbits",
+        "_overflow",
+        "_table",
+        "_width",
+        "done",
+        "max_size",
+        "produced",
+    )
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.produced = 0
+        self.done = False
+        self._table: list[bytes] = [bytes([i]) for i in range(256)] + [b"", b""]
+        self._width = 9
+        self._hi = _EOF  # the next code to assign, once a previous code exists
+        self._overflow = 1 << 9
+        self._last: bytes | None = None
+        self._acc = 0
+        self._nbits = 0
+
+    def decode(self, data: bytes | memoryview, max_out: int) -> tuple[bytes, int]:
+        """Decode from `data` until about `max_out` bytes came out (or the end code).
+
+        Returns (output, bytes of `data` consumed); the caller keeps the rest for later.
+        """
+        if self.done:
+            return b"", len(data)
+        out = bytearray()
+        table = self._table
+        width, hi, overflow, last = self._width, self._hi, self._overflow, self._last
+        acc, nbits = self._acc, self._nbits
+        mask = (1 << width) - 1
+        consumed = len(data)
+        for i, byte in enumerate(data):
+            acc |= byte << nbits
+            nbits += 8
+            if nbits < width:
+                continue
+            code = acc & mask
             acc >>= width
             nbits -= width
             if code == _CLEAR:
                 del table[258:]
-                width, hi, overflow, last = 9, _EOF, 1 << 9, None
+                width, hi, overflow, last, mask = 9, _EOF, 1 << 9, None, 511
                 continue
             if code == _EOF:
-                return bytes(out)
+                self.done = True
+                break
             if code < _CLEAR or code < len(table):
                 entry = table[code]
             elif code == len(table) and last is not None:
@@ -52,10 +93,6 @@ def lzw_decompress(data: bytes, max_size: int) -> bytes:
             else:
                 raise _bad(f"invalid code {code}")
             out += entry
-            if len(out) > max_size:
-                raise MalformedMessage(
-                    MalformedReason.TOO_LARGE, f"decompressed size passes {max_size}"
-                )
             if last is not None:
                 table.append(last + entry[:1])
             last = entry
@@ -67,7 +104,30 @@ def lzw_decompress(data: bytes, max_size: int) -> bytes:
                 else:
                     width += 1
                     overflow = 1 << width
-    raise _bad("stream ends without an end code")
+                    mask = overflow - 1
+            if len(out) >= max_out:
+                consumed = i + 1
+                break
+        self._width, self._hi, self._overflow, self._last = width, hi, overflow, last
+        self._acc, self._nbits = acc, nbits
+        self._account(len(out))
+        return bytes(out), len(data) if self.done else consumed
+
+    def _account(self, n: int) -> None:
+        self.produced += n
+        if self.produced > self.max_size:
+            raise MalformedMessage(
+                MalformedReason.TOO_LARGE, f"decompressed size passes {self.max_size}"
+            )
+
+
+def lzw_decompress(data: bytes, max_size: int) -> bytes:
+    """Decode a whole LZW stream that ends with the end code; refuse output past max_size."""
+    decoder = LzwDecoder(max_size)
+    out, _ = decoder.decode(data, max_size + 1)
+    if not decoder.done:
+        raise _bad("stream ends without an end code")
+    return out
 
 
 def lzw_compress(data: bytes) -> bytes:

@@ -18,9 +18,10 @@ from gossip.codec import (
     pack_map,
 )
 from gossip.config import GossipConfig
-from gossip.errors import MalformedMessage
 from gossip.framing import (
     COMPOUND_MAX_PARTS,
+    MAX_PACKET_PARTS,
+    SplitPayload,
     StreamMessage,
     StreamReader,
     WireOptions,
@@ -125,13 +126,13 @@ class Wire:
         self.overhead = packet_overhead(self.options)
         """Bytes the label and encryption add to a packet (taken off the 1400 budget)."""
 
-    def unwrap_packet(self, data: bytes) -> tuple[tuple[bytes, ...], tuple[MalformedMessage, ...]]:
-        """The plain messages of a datagram, and what was wrong with the rest of it.
+    def unwrap_packet(self, data: bytes, max_parts: int = MAX_PACKET_PARTS) -> SplitPayload:
+        """The plain messages of a datagram, what was wrong with the rest of it, and what
+        it cost (at most `max_parts` parts are visited).
 
         Raises MalformedMessage when nothing of the datagram can be used.
         """
-        split = split_payload(open_packet(data, self.options))
-        return split.messages, split.errors
+        return split_payload(open_packet(data, self.options), max_parts=max_parts)
 
     def wrap_packet(self, parts: list[bytes], crc: bool) -> list[bytes]:
         """Frame messages into datagrams (compounds split under 128 parts)."""

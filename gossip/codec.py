@@ -45,6 +45,7 @@ __all__ = [
     "MAX_PUSH_STATE_NODES",
     "IntStyle",
     "MsgpackReader",
+    "body_from_value",
     "decode_body",
     "decode_message",
     "decode_push_node_state",
@@ -59,7 +60,10 @@ __all__ = [
     "encode_stream_message",
     "message_type",
     "pack_map",
+    "push_node_state_from_value",
+    "push_pull_header_from_value",
     "unpack_one",
+    "user_msg_header_from_value",
 ]
 
 MAX_PUSH_STATE_BYTES = 20 * 1024 * 1024
@@ -475,14 +479,22 @@ _BODY_DECODERS: dict[MessageType, Callable[[_Fields], Message]] = {
 
 def decode_body(kind: MessageType, data: bytes, offset: int = 0) -> tuple[Message, int]:
     """Decode the single-map body of `kind` at `offset`; return it and the end offset."""
+    if kind not in _BODY_DECODERS:
+        raise _malformed(MalformedReason.UNKNOWN_TYPE, f"type {kind.name} has no map body")
+    value, end = unpack_one(data, offset)
+    return body_from_value(kind, value), end
+
+
+def body_from_value(kind: MessageType, value: Any) -> Message:
+    """The message of type `kind` from its already unpacked msgpack map."""
     decoder = _BODY_DECODERS.get(kind)
     if decoder is None:
         raise _malformed(MalformedReason.UNKNOWN_TYPE, f"type {kind.name} has no map body")
-    value, end = unpack_one(data, offset)
-    return decoder(_Fields(value, kind.name)), end
+    return decoder(_Fields(value, kind.name))
 
 
-def _push_node_state(value: Any) -> PushNodeState:
+def push_node_state_from_value(value: Any) -> PushNodeState:
+    """A pushNodeState from its unpacked msgpack map."""
     f = _Fields(value, "pushNodeState")
     state = f.uint("State", _INT)
     try:
@@ -503,10 +515,11 @@ def _push_node_state(value: Any) -> PushNodeState:
 def decode_push_node_state(data: bytes, offset: int = 0) -> tuple[PushNodeState, int]:
     """Decode one pushNodeState map at `offset`; return it and the end offset."""
     value, end = unpack_one(data, offset)
-    return _push_node_state(value), end
+    return push_node_state_from_value(value), end
 
 
-def _push_pull_header(value: Any) -> PushPullHeader:
+def push_pull_header_from_value(value: Any) -> PushPullHeader:
+    """A pushPullHeader from its unpacked map, with memberlist 0.6.0's limits."""
     f = _Fields(value, "pushPullHeader")
     nodes = f.uint("Nodes", _INT)
     user_state_len = f.uint("UserStateLen", _INT)
@@ -520,26 +533,31 @@ def _push_pull_header(value: Any) -> PushPullHeader:
 def decode_push_pull_header(data: bytes, offset: int = 0) -> tuple[PushPullHeader, int]:
     """Decode a pushPullHeader, enforcing memberlist 0.6.0's limits."""
     value, end = unpack_one(data, offset)
-    return _push_pull_header(value), end
+    return push_pull_header_from_value(value), end
 
 
 def decode_user_msg_header(data: bytes, offset: int = 0) -> tuple[UserMsgHeader, int]:
     """Decode a userMsgHeader, refusing lengths past maxPushStateBytes."""
     value, end = unpack_one(data, offset)
+    return user_msg_header_from_value(value), end
+
+
+def user_msg_header_from_value(value: Any) -> UserMsgHeader:
+    """A userMsgHeader from its unpacked map, refusing lengths past maxPushStateBytes."""
     length = _Fields(value, "userMsgHeader").uint("UserMsgLen", _INT)
     if length > MAX_PUSH_STATE_BYTES:
         raise _malformed(MalformedReason.TOO_LARGE, f"UserMsgLen={length}")
-    return UserMsgHeader(user_msg_len=length), end
+    return UserMsgHeader(user_msg_len=length)
 
 
 def decode_push_pull(data: bytes, offset: int = 0) -> tuple[PushPull, int]:
     """Decode a push/pull body (after the type byte): header, states, user state."""
     reader = MsgpackReader(data, offset)
-    header = _push_pull_header(reader.value())
+    header = push_pull_header_from_value(reader.value())
     # A state is at least one byte: a header promising more states than bytes lies.
     if header.nodes > len(data) - reader.pos:
         raise _malformed(MalformedReason.TRUNCATED, f"{header.nodes} states promised")
-    states = tuple(_push_node_state(reader.value()) for _ in range(header.nodes))
+    states = tuple(push_node_state_from_value(reader.value()) for _ in range(header.nodes))
     pos = reader.pos
     end = pos + header.user_state_len
     if end > len(data):

@@ -104,7 +104,40 @@ class GossipConfig:
     max_stream_bytes: int = 20 * 1024 * 1024
     """Largest stream message we buffer (memberlist's maxPushStateBytes, 20 MiB)."""
     max_inbound_streams: int = 128
-    """Concurrent inbound streams; more are closed at once (memberlist's push/pull limit)."""
+    """Concurrent inbound streams (memberlist's push/pull limit). At the limit the oldest
+    inbound stream is dropped to make room (memberlist refuses the new one instead), so
+    slow connections cannot lock real peers out."""
+    max_stream_buffer_total: int = 64 * 1024 * 1024
+    """Extension: bytes all open streams may hold together (buffered input, envelopes
+    waiting for their tag, parsed entries, push/pulls waiting to merge). Past it the stream
+    holding the most is dropped (`STREAM_BUFFER_FULL`), so 128 peers each declaring a
+    20 MiB envelope cannot take 2.5 GiB."""
+    max_messages_per_packet: int = 255
+    """Extension: parts (messages and bad parts) one datagram may carry through all its
+    compound/compress wrappers; the rest are skipped (`TOO_MANY_MESSAGES`). Go compounds
+    hold at most 255, so a real peer never reaches it."""
+    source_messages_per_second: float = 4096.0
+    """Extension: messages per second one member address (or all strangers together) may
+    make us decode; datagrams past it are dropped unread (`RATE_LIMITED`). A member of a
+    fast-preset cluster sends ~150/s to each peer."""
+    source_bytes_per_second: float = 512 * 1024.0
+    """Extension: bytes per second (received plus decompressed) per source, as above."""
+    reply_amplification: float = 2.0
+    """Extension: answers to a source (acks with piggybacked gossip, nacks, relayed pings
+    and acks) may total at most this many times the bytes it sent us (`REPLY_BUDGET`), so
+    nothing can be reflected or amplified through us."""
+    violation_events_per_second: float = 1.0
+    """Extension: `ProtocolViolation` events per second after a burst of
+    `violation_burst`; the rest are counted and summarised (`ViolationsSuppressed`) every
+    `violation_summary_interval` seconds."""
+    violation_burst: int = 10
+    """Extension: violation events let through at once before the rate applies."""
+    violation_summary_interval: float = 10.0
+    """Extension: seconds between summaries of violations not reported one by one."""
+    work_per_call: int = 65536
+    """Extension: work units (about 30 ns each) one engine call spends on streams and
+    push/pull merges; what remains continues at the next `tick`, which `next_deadline`
+    then asks for at once. Bounds the time any one input can hold the caller's loop."""
     max_members: int = 65536
     """Extension: members (any state) the table may hold; alive messages naming new members
     beyond it are dropped, so a flood of invented names cannot exhaust memory."""
@@ -163,6 +196,10 @@ class GossipConfig:
             raise LocalError("udp_buffer_size too small")
         if not 1 <= self.probe_copies <= 8:
             raise LocalError("probe_copies must be between 1 and 8")
+        if self.reply_amplification < 1 or self.max_messages_per_packet < 1:
+            raise LocalError("reply_amplification must be >= 1, max_messages_per_packet >= 1")
+        if self.work_per_call < 1024 or self.max_stream_buffer_total < self.max_stream_bytes // 16:
+            raise LocalError("work_per_call or max_stream_buffer_total too small")
         if self.dead_after_confirmations < 0:
             raise LocalError("dead_after_confirmations must be >= 0")
         try:

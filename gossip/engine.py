@@ -3,12 +3,20 @@
 The caller feeds it datagrams, stream bytes and the time; it answers with packets to send,
 stream actions and events, and says when it next needs `tick`. It owns no socket, reads no
 clock and draws randomness only from the `random.Random` it is given, so a seeded
-simulator replays it exactly. Bad input never raises out of it: it is dropped, logged and
-counted by reason (`Engine.counters`), with memory bounded by the config's limits.
+simulator replays it exactly.
+
+Nothing a peer sends can make one call expensive or memory grow without bound: datagrams
+are admitted against per-source budgets and opened within per-datagram limits
+(`admission`, `framing`), answers never exceed a multiple of what their asker sent, streams
+are parsed incrementally within a work budget per call (`streams`, `stream_parser`), and
+large push/pulls are merged a slice at a time (`push_pull`). Bad input never raises out of
+it: it is counted by reason (`Engine.counters`) and reported as a bounded stream of
+`ProtocolViolation` events with periodic summaries (`violations`).
 
 Composition: `members` (table and merge rules), `suspicion`, `awareness`, `broadcast`
-(retransmit-limited queues), `probe` (seq-keyed bookkeeping), `scaling` (the math) and
-`_wire` (codec, framing and keyring glue).
+(retransmit-limited queues), `probing` (our probes and answering others'), `probe`
+(seq-keyed bookkeeping), `streams`, `push_pull`, `admission`, `violations`, `scaling` (the
+math) and `_wire` (codec, framing and keyring glue).
 """
 
 from __future__ import annotations
@@ -21,13 +29,14 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from gossip import _wire
-from gossip._engine_state import EngineCounters, JoinBatch, StreamKind, StreamState
-from gossip.actions import Address, CloseStream, OpenStream, ReplyStream, SendPacket, StreamAction
+from gossip._engine_state import EngineCounters
+from gossip.actions import Address, CloseStream, SendPacket, StreamAction
+from gossip.admission import SourceBudgets
 from gossip.awareness import Awareness
 from gossip.broadcast import BroadcastQueue
 from gossip.codec import encode_message
 from gossip.config import GossipConfig
-from gossip.errors import LocalError, MalformedMessage
+from gossip.errors import LocalError, MalformedMessage, MalformedReason
 from gossip.events import (
     DropReason,
     Event,
@@ -39,21 +48,13 @@ from gossip.events import (
     MemberRecovered,
     MemberSuspected,
     MemberUpdated,
-    ProbeAcked,
-    ProtocolViolation,
     Refuted,
+    UndecryptableTraffic,
     UserMessage,
 )
 from gossip.hooks import StateHooks
 from gossip.keyring import Keyring
-from gossip.members import (
-    Change,
-    ChangeKind,
-    MemberTable,
-    NodeEntry,
-    SuspicionParams,
-    verify_protocol,
-)
+from gossip.members import Change, ChangeKind, MemberTable, NodeEntry, SuspicionParams
 from gossip.messages import (
     META_MAX_SIZE,
     AckResp,
@@ -65,13 +66,18 @@ from gossip.messages import (
     NackResp,
     NodeState,
     Ping,
+    PushNodeState,
     PushPull,
     Suspect,
     UserMsg,
-    addr_from_bytes,
 )
-from gossip.probe import Probe, ProbePhase, ProbeTracker, Relay
+from gossip.probe import ProbePhase, ProbeTracker
+from gossip.probing import COMPOUND_OVERHEAD, DATAGRAM_OVERHEAD, Probing
+from gossip.push_pull import JoinBatches, MergeJob, MergeQueue, local_push_pull
 from gossip.scaling import k_random_members, push_pull_scale
+from gossip.stream_parser import STATE_COST
+from gossip.streams import StreamKind, StreamState, StreamTable
+from gossip.violations import SourceEvidence, UndecryptableSources, ViolationReporter
 
 if TYPE_CHECKING:
     import random
@@ -80,14 +86,15 @@ __all__ = ["Engine", "EngineCounters"]
 
 log = logging.getLogger(__name__)
 
-_COMPOUND_OVERHEAD = 2
-"""Bytes charged per part of a compound (its u16 length), and the compound header itself."""
 _MAX_PINNED = 16
-_MAX_RELAYS = 1024
-"""Pending indirect pings we relay at once; more are dropped (bounds memory and fan-out)."""
+_MAX_INCARNATION = 0xFFFF_FFFF
+"""uint32: an accusation at this incarnation could never be refuted (Go wraps to 0)."""
+_EVIDENCE = (MalformedReason.DECRYPT_FAILED, MalformedReason.UNENCRYPTED)
+"""Malformed input that shows someone nearby runs with another key."""
+_MAX_EVENTS = 10_000
 
 
-class Engine:
+class Engine(Probing):
     """One memberlist member, sans-IO. See docs/internal-api.md (gossip engine)."""
 
     def __init__(
@@ -135,17 +142,29 @@ class Engine:
         self._user_queue = BroadcastQueue(config.retransmit_mult, self.table.__len__)
         self._tracker = ProbeTracker()
         self._packets: list[SendPacket] = []
-        self._stream_actions: list[StreamAction] = []
         self._events: deque[Event] = deque()
-        self._streams: dict[int, StreamState] = {}
-        self._inbound = 0
-        self._conn_seq = 0
-        self._batches: dict[int, JoinBatch] = {}
-        self._batch_seq = 0
+        self._streams = StreamTable(config, self._wire)
+        self._merges = MergeQueue(self.table)
+        self._batches = JoinBatches()
+        self._budgets = SourceBudgets(
+            config.source_messages_per_second,
+            config.source_bytes_per_second,
+            config.reply_amplification,
+        )
+        self._violations = ViolationReporter(
+            config.violation_events_per_second,
+            config.violation_burst,
+            config.violation_summary_interval,
+        )
+        self._undecryptable = UndecryptableSources()
         self._pinned: tuple[str, ...] = ()
         self._probe_owed = False
         self._allowed = tuple(ipaddress.ip_network(c, strict=False) for c in config.cidrs_allowed)
         self._now = now
+        self._asked: float | None = None
+        self._held: dict[DropReason, tuple[int, str]] | None = None
+        self._stall_after = max(config.probe_timeout, 0.05)
+        self._next_direct_refute = now
         # Stagger the periodic tasks, as memberlist does, so members do not tick together.
         self._next_probe = now + rng.random() * config.probe_interval
         self._next_gossip = now + rng.random() * config.gossip_interval
@@ -166,7 +185,7 @@ class Engine:
 
     def streams_to_open(self) -> list[StreamAction]:
         """Stream actions (open, reply, close) to execute in order; drained."""
-        out, self._stream_actions = self._stream_actions, []
+        out, self._streams.actions = self._streams.actions, []
         for act in out:
             if not isinstance(act, CloseStream):
                 self.counters.stream_bytes_out += len(act.data)
@@ -177,21 +196,30 @@ class Engine:
         return self._events.popleft() if self._events else None
 
     def next_deadline(self) -> float | None:
-        """When `tick` must next run (the earliest timer), or None if nothing is pending."""
+        """When `tick` must next run (the earliest timer), or None if nothing is pending.
+
+        While stream parsing or push/pull merging has work left over from a call's budget,
+        that is `now`: the caller runs its other input first, then ticks again. A tick that
+        comes much later than asked tells the engine that *it* was stalled (see `tick`).
+        """
+        if self._merges or self._streams.has_work:
+            self._asked = self._now
+            return self._now
         times = [self._next_probe]
         if self.config.gossip_nodes > 0:
             times.append(self._next_gossip)
         if self._next_push_pull is not None:
             times.append(self._next_push_pull)
-        t = self._tracker.next_deadline()
-        if t is not None:
-            times.append(t)
-        t = self.table.next_suspicion_deadline()
-        if t is not None:
-            times.append(t)
-        if self._streams:
-            times.append(min(s.deadline for s in self._streams.values()))
-        return min(times)
+        for t in (
+            self._tracker.next_deadline(),
+            self.table.next_suspicion_deadline(),
+            self._streams.next_deadline(),
+            self._violations.next_deadline(),
+        ):
+            if t is not None:
+                times.append(t)
+        self._asked = min(times)
+        return self._asked
 
     # ================================================================== queries
 
@@ -226,12 +254,19 @@ class Engine:
     def local_member(self) -> Member:
         return self.table.local.snapshot()
 
+    def undecryptable_sources(self, since: float = 0.0) -> dict[str, SourceEvidence]:
+        """Source IPs that sent what we cannot decrypt, heard from at or after `since`
+        (evidence that peers run with another key; bounded to the 256 most recent)."""
+        return self._undecryptable.since(since)
+
     # ================================================================== inputs
 
     def tick(self, now: float) -> None:
         """Run everything due at or before `now`."""
         self._now = now
+        self._check_stall(now)
         self._expire_streams(now)
+        self._continue_streams(now)
         for relay in self._tracker.expired_relays(now):
             self._relay_timeout(relay)
         for probe in self._tracker.due_probes(now):
@@ -250,19 +285,63 @@ class Engine:
             n = len(self.table)
             self._next_push_pull = now + push_pull_scale(self.config.push_pull_interval, n)
             self._periodic_push_pull(now)
+            self._budgets.forget(self.table.addresses)
+        summary = self._violations.summary(now)
+        if summary is not None:
+            self._events.append(summary)
+
+    def _check_stall(self, now: float) -> None:
+        """A tick far later than asked means this member was stalled (CPU starved, loop
+        blocked): we are the slow one. Raise our health score, and give probes and
+        suspicions that ran out during the stall one probe timeout of grace, since their
+        acks and refutations may be waiting unread in our socket."""
+        asked, self._asked = self._asked, None
+        if asked is None or now - asked <= self._stall_after:
+            return
+        self.counters.stalls += 1
+        self.awareness.apply_delta(1)
+        grace = now + self.config.probe_timeout
+        for probe in self._tracker.probes.values():
+            if probe.phase is ProbePhase.DIRECT and probe.direct_deadline <= now:
+                probe.direct_deadline = grace
+            probe.end = max(probe.end, grace)
+        for relay in self._tracker.relays.values():
+            relay.deadline = max(relay.deadline, grace)
+        for sus in self.table.suspicions.values():
+            sus.deadline = max(sus.deadline, grace)
 
     def handle_packet(self, data: bytes, src: Address, now: float) -> None:
         """One received datagram (timestamped at receipt)."""
         self._now = now
         self.counters.packets_in += 1
         self.counters.bytes_in += len(data)
+        key = self._budgets.key(src, self.table.addresses)
+        if not self._budgets.admit(key, len(data) + DATAGRAM_OVERHEAD, now):
+            self._drop(DropReason.RATE_LIMITED, f"{len(data)} byte datagram", src, now)
+            return
         try:
-            parts, errors = self._wire.unwrap_packet(data)
+            split = self._wire.unwrap_packet(data, self.config.max_messages_per_packet)
         except MalformedMessage as exc:
+            self._budgets.charge(key, 1, len(data), now)
             self._malformed(exc, src, now)
             return
-        for err in errors:
-            self._malformed(err, src, now)
+        parts = len(split.messages) + len(split.errors) + split.skipped
+        self._budgets.charge(key, parts, len(data) + split.decompressed, now)
+        self._held = {}  # one report per reason for the whole datagram, however many parts
+        try:
+            if split.skipped:
+                self._drop(DropReason.TOO_MANY_MESSAGES, f"{split.skipped} parts", src, now)
+            for bad in split.errors:
+                self._malformed(bad, src, now)
+            self._dispatch_parts(split.messages, src, key, now)
+        finally:
+            held, self._held = self._held, None
+            for reason, (count, detail) in held.items():
+                self._report(reason, f"{count} x {detail}" if count > 1 else detail, src, now)
+
+    def _dispatch_parts(
+        self, parts: tuple[bytes, ...], src: Address, key: Address, now: float
+    ) -> None:
         gossip_budget = self.config.handoff_queue_depth
         for part in parts:
             try:
@@ -276,21 +355,18 @@ class Engine:
                 if gossip_budget < 0:
                     self._drop(DropReason.HANDOFF_FULL, "handoff queue full", src, now)
                     continue
-            self._dispatch(msg, src, now)
+            self._dispatch(msg, src, key, now)
 
     def stream_accepted(self, peer: Address, now: float) -> int:
         """A new inbound connection; returns the conn_id to use for it."""
         self._now = now
-        conn_id = self._new_conn()
-        if self._inbound >= self.config.max_inbound_streams:
+        conn_id, evicted = self._streams.accept(peer, now)
+        if evicted is not None:
+            self._drop(DropReason.TOO_MANY_STREAMS, "oldest inbound stream dropped", peer, now)
+        if conn_id in self._streams:
+            self.counters.streams_in += 1
+        else:
             self._drop(DropReason.TOO_MANY_STREAMS, "inbound stream limit", peer, now)
-            self._stream_actions.append(CloseStream(conn_id))
-            return conn_id
-        self._inbound += 1
-        self.counters.streams_in += 1
-        deadline = now + self.config.tcp_timeout
-        reader = self._wire.stream_reader(dialer=False)
-        self._streams[conn_id] = StreamState(conn_id, StreamKind.INBOUND, peer, deadline, reader)
         return conn_id
 
     def handle_stream(self, conn_id: int, data: bytes, now: float) -> None:
@@ -302,24 +378,16 @@ class Engine:
             self.counters.drop(DropReason.UNKNOWN_STREAM)
             return
         if not data:
-            self._drop(DropReason.STREAM_EOF, "stream ended early", st.peer, now)
-            self._end_stream(st, ok=False, now=now)
-            return
-        st.size += len(data)
-        if st.size > self.config.max_stream_bytes:
-            self._drop(DropReason.STREAM_TOO_LARGE, "stream too large", st.peer, now)
-            self._end_stream(st, ok=False, now=now)
+            self._stream_failed(st, DropReason.STREAM_EOF, "stream ended early", now)
             return
         try:
-            got = st.reader.feed(data)
+            got = self._streams.receive(st, data, self.config.work_per_call)
         except MalformedMessage as exc:
-            self._malformed(exc, st.peer, now)
-            if st.kind is StreamKind.INBOUND:
-                self._reply(st, ErrResp(str(exc)))
-            self._end_stream(st, ok=False, now=now)
+            self._stream_error(st, exc, now)
             return
         if got is not None:
             self._stream_message(st, got.message, now)
+        self._enforce_stream_memory(now)
 
     def stream_failed(self, conn_id: int, now: float) -> None:
         """The connection failed (refused, reset, timed out); the runtime closed it."""
@@ -332,12 +400,10 @@ class Engine:
         """Push/pull (Join=true) with each address; `JoinFinished(batch)` when all have
         ended. Returns the batch number."""
         self._now = now
-        self._batch_seq += 1
-        batch = self._batch_seq
+        batch = self._batches.start(len(addrs))
         if not addrs:
             self._events.append(JoinFinished(batch, 0, (), now))
             return batch
-        self._batches[batch] = JoinBatch(pending=len(addrs))
         for addr in addrs:
             self._open_push_pull(addr, join=True, now=now, batch=batch)
         return batch
@@ -364,7 +430,8 @@ class Engine:
         if len(meta) > META_MAX_SIZE:
             raise LocalError(f"meta of {len(meta)} bytes exceeds {META_MAX_SIZE}")
         me = self.table.local
-        a = Alive(me.incarnation + 1, me.name, me.addr, me.port, bytes(meta), me.vsn)
+        inc = min(me.incarnation + 1, _MAX_INCARNATION)
+        a = Alive(inc, me.name, me.addr, me.port, bytes(meta), me.vsn)
         self._apply(self.table.apply_alive(a, now, bootstrap=True), now)
 
     def set_pinned_targets(self, names: Iterable[str]) -> None:
@@ -380,27 +447,23 @@ class Engine:
         """Send a user message to one address, by UDP or (reliable) over TCP."""
         self._now = now
         if reliable:
-            conn_id = self._new_conn()
             payload = self._wire.encode_stream(UserMsg(bytes(data)), dialer=True)
             self.counters.streams_out += 1
-            deadline = now + self.config.tcp_timeout
-            self._stream_actions.append(OpenStream(conn_id, addr, payload, deadline))
-            self._stream_actions.append(CloseStream(conn_id))
+            self._streams.send_once(addr, payload, now + self.config.tcp_timeout)
             return
         self._send(addr, [encode_message(UserMsg(bytes(data)))], None)
 
     # ================================================================== dispatch
 
-    def _dispatch(self, msg: Message, src: Address, now: float) -> None:
+    def _dispatch(self, msg: Message, src: Address, key: Address, now: float) -> None:
         if isinstance(msg, Ping):
-            self._on_ping(msg, src)
+            self._on_ping(msg, src, key, now)
         elif isinstance(msg, IndirectPingReq):
-            self._on_indirect(msg, src, now)
+            self._on_indirect(msg, src, key, now)
         elif isinstance(msg, AckResp):
             self._on_ack(msg, now)
         elif isinstance(msg, NackResp):
-            if self._tracker.nack(msg.seq_no) is None:
-                self.counters.drop(DropReason.UNKNOWN_ACK)
+            self._on_nack(msg)
         elif isinstance(msg, Alive):
             if self._allowed and not (self._ip_allowed(src[0]) and self._ip_allowed(msg.addr)):
                 self._drop(DropReason.NOT_ALLOWED, f"alive {msg.node}", src, now)
@@ -410,10 +473,13 @@ class Engine:
             if msg.port == 0:  # memberlist: a missing port means ours
                 msg = dataclasses.replace(msg, port=self.config.bind_port)
             self._apply(self.table.apply_alive(msg, now), now, src)
-        elif isinstance(msg, Suspect):
-            self._apply(self.table.apply_suspect(msg, now), now, src)
-        elif isinstance(msg, Dead):
-            self._apply(self.table.apply_dead(msg, now), now, src)
+        elif isinstance(msg, (Suspect, Dead)):
+            if msg.incarnation >= _MAX_INCARNATION:
+                self._drop(DropReason.INCARNATION_EXHAUSTED, msg.node, src, now)
+            elif isinstance(msg, Suspect):
+                self._apply(self.table.apply_suspect(msg, now), now, src)
+            else:
+                self._apply(self.table.apply_dead(msg, now), now, src)
         elif isinstance(msg, UserMsg):
             self._events.append(UserMessage(msg.payload, src, False, now))
         else:
@@ -434,59 +500,12 @@ class Engine:
             addr = addr.ipv4_mapped
         return any(addr in net for net in self._allowed)
 
-    def _reply_addr(self, addr: bytes, port: int, src: Address) -> Address:
-        if addr and port:
-            try:
-                return (str(addr_from_bytes(addr)), port)
-            except MalformedMessage:
-                return src
-        return src
-
-    def _on_ping(self, ping: Ping, src: Address) -> None:
-        if ping.node and ping.node != self._name:
-            self._drop(DropReason.PING_NOT_FOR_US, ping.node, src, self._now)
-            return
-        to = self._reply_addr(ping.source_addr, ping.source_port, src)
-        self._send_piggyback(to, encode_message(AckResp(ping.seq_no)))
-
-    def _on_indirect(self, ind: IndirectPingReq, src: Address, now: float) -> None:
-        if len(self._tracker.relays) >= _MAX_RELAYS:
-            self._drop(DropReason.HANDOFF_FULL, "too many pending relays", src, now)
-            return
-        requester = self._reply_addr(ind.source_addr, ind.source_port, src)
-        relay = self._tracker.relay(
-            requester, ind.seq_no, ind.nack, now + self.config.probe_timeout
-        )
-        target = (str(addr_from_bytes(ind.target)), ind.port or self.config.bind_port)
-        ping = Ping(relay.seq, ind.node, self._addr, self._name, self._port)
-        self._send_piggyback(target, encode_message(ping))
-
-    def _on_ack(self, ack: AckResp, now: float) -> None:
-        done = self._tracker.ack(ack.seq_no)
-        if done is None:
-            self.counters.drop(DropReason.UNKNOWN_ACK)
-        elif isinstance(done, Relay):
-            self._send_piggyback(done.requester, encode_message(AckResp(done.their_seq)))
-        else:
-            # any success of a probe whose ping went out improves our health (memberlist)
-            self.awareness.apply_delta(-1)
-            if done.phase is ProbePhase.DIRECT:
-                self._events.append(ProbeAcked(done.target, now - done.started, now))
-            self._close_tcp_ping(done)
-            self._probe_finished(done, now)
-
-    def _refute_directly(self, alive: Message) -> None:
-        data = self._encode_gossip(alive)
-        for e in self.table.nodes:
-            if e.name != self._name and e.state in (NodeState.ALIVE, NodeState.SUSPECT):
-                for _ in range(self.config.probe_copies):
-                    self._send(e.address, [data], e)
-
-    def _relay_timeout(self, relay: Relay) -> None:
-        if relay.nack:
-            self._send_piggyback(relay.requester, encode_message(NackResp(relay.their_seq)))
-
     # ================================================================== membership changes
+
+    def _suspect(self, entry: NodeEntry, now: float) -> None:
+        """Our own probe of `entry` failed: suspect it (at any incarnation, even the last)."""
+        s = Suspect(entry.incarnation, entry.name, self._name)
+        self._apply(self.table.apply_suspect(s, now), now)
 
     def _apply(self, change: Change, now: float, src: Address | None = None) -> None:
         kind = change.kind
@@ -501,7 +520,7 @@ class Engine:
             self.awareness.apply_delta(1)
             self._events.append(Refuted(self.table.local.incarnation, now))
             if self.config.refute_directly and change.rebroadcast is not None:
-                self._refute_directly(change.rebroadcast)
+                self._refute_directly(change.rebroadcast, now)
         elif kind is ChangeKind.CONFLICT:
             self._drop(DropReason.ADDRESS_CONFLICT, entry.name if entry else "", src, now)
         elif kind is ChangeKind.BAD_VSN:
@@ -524,6 +543,18 @@ class Engine:
                 self._events.append(MemberSuspected(entry.snapshot(), change.by, now))
             self._maybe_dead_early(entry, now)
 
+    def _refute_directly(self, alive: Message, now: float) -> None:
+        """Extension: send the refutation straight to every live member, at most once per
+        (health-scaled) probe interval; in between, gossip carries the newest one."""
+        if now < self._next_direct_refute:
+            return
+        self._next_direct_refute = now + self.awareness.scale_timeout(self.config.probe_interval)
+        data = self._encode_gossip(alive)
+        for e in self.table.nodes:
+            if e.name != self._name and e.state in (NodeState.ALIVE, NodeState.SUSPECT):
+                for _ in range(self._copies):
+                    self._send(e.address, [data], e)
+
     def _maybe_dead_early(self, entry: NodeEntry, now: float) -> None:
         """Extension: enough independent accusers make a suspect dead at once."""
         needed = self.config.dead_after_confirmations
@@ -533,129 +564,13 @@ class Engine:
         dead = Dead(entry.incarnation, entry.name, self._name)
         self._apply(self.table.apply_dead(dead, now), now)
 
-    # ================================================================== probing
-
-    def _probe_round(self, now: float) -> None:
-        if self._tracker.regular_in_flight():
-            # memberlist's ticker keeps one tick while a probe runs: probe again when it ends
-            self._probe_owed = True
-        else:
-            self._probe_next(now)
-        if self.config.probe_pinned_every_round:
-            for name in self._pinned:
-                entry = self.table.get(name)
-                if entry is None or entry.state not in (NodeState.ALIVE, NodeState.SUSPECT):
-                    continue
-                if not self._tracker.in_flight(name):
-                    self._start_probe(entry, now, pinned=True)
-
-    def _probe_next(self, now: float) -> None:
-        target = self.table.next_probe_target(now, self.config.gossip_to_the_dead_time)
-        if target is not None and not self._tracker.in_flight(target.name):
-            self._start_probe(target, now, pinned=False)
-
-    def _probe_finished(self, probe: Probe, now: float) -> None:
-        if not probe.pinned and self._probe_owed:
-            self._probe_owed = False
-            self._probe_next(now)
-
-    def _start_probe(self, target: NodeEntry, now: float, pinned: bool) -> None:
-        interval = self.awareness.scale_timeout(self.config.probe_interval)
-        probe = self._tracker.start(target.name, now, self.config.probe_timeout, interval, pinned)
-        self.counters.probes += 1
-        ping = encode_message(Ping(probe.seq, target.name, self._addr, self._name, self._port))
-        if target.state is NodeState.ALIVE:
-            self._send_piggyback(target.address, ping)
-            for _ in range(self.config.probe_copies - 1):
-                self._send(target.address, [ping], target)
-        else:
-            # Tell a suspect it is suspected so it can refute at once (Lifeguard buddy system).
-            sus = encode_message(Suspect(target.incarnation, target.name, self._name))
-            for _ in range(self.config.probe_copies):
-                self._send(target.address, [ping, sus], target)
-
-    def _advance_probe(self, probe: Probe, now: float) -> None:
-        if probe.phase is ProbePhase.DIRECT:
-            probe.phase = ProbePhase.INDIRECT
-            entry = self.table.get(probe.target)
-            if entry is None:
-                self._tracker.finish(probe)
-                self._probe_finished(probe, now)
-                return
-            self._indirect_phase(probe, entry, now)
-            if now < probe.end:
-                return
-        self._tracker.finish(probe)
-        self._close_tcp_ping(probe)
-        self._probe_finished(probe, now)
-        if probe.tcp_ok:
-            log.warning("%s: %s answered TCP ping but not UDP", self._name, probe.target)
-            self.awareness.apply_delta(-1)
-            return
-        self.counters.probe_failures += 1
-        if probe.expected_nacks > 0:
-            self.awareness.apply_delta(max(probe.expected_nacks - probe.nacks, 0))
-        else:
-            self.awareness.apply_delta(1)
-        entry = self.table.get(probe.target)
-        if entry is None or entry.state not in (NodeState.ALIVE, NodeState.SUSPECT):
-            return
-        s = Suspect(entry.incarnation, entry.name, self._name)
-        self._apply(self.table.apply_suspect(s, now), now)
-
-    def _indirect_phase(self, probe: Probe, target: NodeEntry, now: float) -> None:
-        local = self._name
-        relays = k_random_members(
-            self._rng,
-            self.config.indirect_checks,
-            self.table.nodes,
-            lambda e: e.name == local or e.name == target.name or e.state is not NodeState.ALIVE,
-        )
-        for relay in relays:
-            nack = relay.pmax >= 4
-            probe.expected_nacks += nack
-            req = IndirectPingReq(
-                seq_no=probe.seq,
-                target=target.addr,
-                port=target.port,
-                node=target.name,
-                nack=nack,
-                source_addr=self._addr,
-                source_node=self._name,
-                source_port=self._port,
-            )
-            data = encode_message(req)
-            self._send_piggyback(relay.address, data)
-            for _ in range(self.config.probe_copies - 1):
-                self._send(relay.address, [data], relay)
-        if not self.config.disable_tcp_pings and target.pmax >= 3:
-            conn_id = self._new_conn()
-            ping = Ping(probe.seq, target.name, self._addr, self._name, self._port)
-            data = self._wire.encode_stream(ping, dialer=True)
-            reader = self._wire.stream_reader(dialer=True)
-            st = StreamState(
-                conn_id, StreamKind.TCP_PING, target.address, probe.end, reader, seq=probe.seq
-            )
-            self._streams[conn_id] = st
-            probe.tcp_conn = conn_id
-            self.counters.streams_out += 1
-            self._stream_actions.append(OpenStream(conn_id, target.address, data, probe.end))
-
-    def _close_tcp_ping(self, probe: Probe) -> None:
-        if probe.tcp_conn is not None and probe.tcp_conn in self._streams:
-            del self._streams[probe.tcp_conn]
-            self._stream_actions.append(CloseStream(probe.tcp_conn))
-
-    # ================================================================== gossip, push/pull
-
-    def _budget(self) -> int:
-        return self.config.udp_buffer_size - _COMPOUND_OVERHEAD - self._wire.overhead
+    # ================================================================== gossip
 
     def _take_broadcasts(self, limit: int) -> list[bytes]:
-        msgs = self._queue.get(_COMPOUND_OVERHEAD, limit)
+        msgs = self._queue.get(COMPOUND_OVERHEAD, limit)
         if len(self._user_queue):
-            used = sum(len(m) + _COMPOUND_OVERHEAD for m in msgs)
-            msgs += self._user_queue.get(_COMPOUND_OVERHEAD, limit - used)
+            used = sum(len(m) + COMPOUND_OVERHEAD for m in msgs)
+            msgs += self._user_queue.get(COMPOUND_OVERHEAD, limit - used)
         return msgs
 
     def _gossip(self, now: float) -> None:
@@ -677,6 +592,8 @@ class Engine:
                 return
             self._send(node.address, msgs, node)
 
+    # ================================================================== push/pull
+
     def _periodic_push_pull(self, now: float) -> None:
         local = self._name
         peers = k_random_members(
@@ -689,153 +606,177 @@ class Engine:
             self._open_push_pull(peers[0].address, join=False, now=now, batch=None)
 
     def _local_push_pull(self, join: bool, dialer: bool) -> bytes:
-        """Our whole table (every state, self included) and the hook's user state."""
-        user = self._hooks.local_state(join) if self._hooks is not None else b""
-        enc = self._encode_state
-        states = [
-            enc((e.name, e.addr, e.port, e.meta, e.incarnation, e.state, e.vsn))
-            for e in self.table.nodes
-        ]
-        return self._wire.encode_push_pull(join, states, user, dialer)
+        return local_push_pull(
+            self.table, self._wire, self._hooks, self._encode_state, join, dialer
+        )
 
     def _open_push_pull(self, addr: Address, join: bool, now: float, batch: int | None) -> None:
-        conn_id = self._new_conn()
-        deadline = now + self.config.tcp_timeout
-        reader = self._wire.stream_reader(dialer=True)
-        self._streams[conn_id] = StreamState(
-            conn_id, StreamKind.PUSH_PULL, addr, deadline, reader, join=join, batch=batch
-        )
-        self.counters.streams_out += 1
         data = self._local_push_pull(join, dialer=True)
-        self._stream_actions.append(OpenStream(conn_id, addr, data, deadline))
+        deadline = now + self.config.tcp_timeout
+        self._streams.dial(StreamKind.PUSH_PULL, addr, data, deadline, join=join, batch=batch)
+        self.counters.streams_out += 1
 
-    def _merge_push_pull(self, pp: PushPull, src: Address, now: float) -> bool:
-        problem = verify_protocol(pp.states, self.table.nodes)
-        if problem:
-            self._drop(DropReason.INCOMPATIBLE_VERSION, problem, src, now)
-            return False
-        for st in pp.states:
-            if st.state is NodeState.ALIVE and self._allowed and not self._ip_allowed(st.addr):
+    def _queue_merge(self, pp: PushPull, src: Address, batch: int | None, now: float) -> None:
+        """Check and merge a received push/pull, now or over the next ticks."""
+        waiting = (self._merges.pending_states + len(pp.states)) * STATE_COST
+        if waiting + self._streams.held > self.config.max_stream_buffer_total:
+            self._drop(DropReason.STREAM_BUFFER_FULL, "push/pull merges backlogged", src, now)
+            self._batch_ended(batch, src, ok=False, now=now)
+            return
+        self._merges.add(pp, src, batch)
+        self._run_merges(self.config.work_per_call, now)
+
+    def _run_merges(self, budget: int, now: float) -> None:
+        def merge(st: PushNodeState, src: Address) -> None:
+            self._merge_state(st, src, now)
+
+        for job in self._merges.work(budget, merge):
+            self._merge_done(job, now)
+
+    def _merge_state(self, st: PushNodeState, src: Address, now: float) -> None:
+        if st.state is NodeState.ALIVE:
+            if self._allowed and not self._ip_allowed(st.addr):
                 self._drop(DropReason.NOT_ALLOWED, f"push/pull entry {st.name}", src, now)
-                continue
-            if not self._room_for(st.name, src, now):
-                continue
-            if st.port == 0:
-                st = dataclasses.replace(st, port=self.config.bind_port)
-            self._apply(self.table.apply_push_state(st, now), now, src)
-        if self._hooks is not None and pp.user_state:
+                return
+        elif st.incarnation >= _MAX_INCARNATION:
+            self._drop(DropReason.INCARNATION_EXHAUSTED, st.name, src, now)
+            return
+        if not self._room_for(st.name, src, now):
+            return
+        if st.port == 0:
+            st = dataclasses.replace(st, port=self.config.bind_port)
+        self._apply(self.table.apply_push_state(st, now), now, src)
+
+    def _merge_done(self, job: MergeJob, now: float) -> None:
+        pp = job.push
+        if job.problem:
+            self._drop(DropReason.INCOMPATIBLE_VERSION, job.problem, job.src, now)
+        elif self._hooks is not None and pp.user_state:
             self._hooks.merge_remote_state(pp.user_state, pp.join)
-        return True
+        self._batch_ended(job.batch, job.src, ok=not job.problem, now=now)
+
+    def _batch_ended(self, batch: int | None, peer: Address, ok: bool, now: float) -> None:
+        if batch is None:
+            return
+        finished = self._batches.ended(batch, peer, ok, now)
+        if finished is not None:
+            self._events.append(finished)
 
     # ================================================================== streams
 
-    def _new_conn(self) -> int:
-        self._conn_seq += 1
-        return self._conn_seq
-
     def _reply(self, st: StreamState, msg: Message) -> None:
-        self._stream_actions.append(
-            ReplyStream(st.conn_id, self._wire.encode_stream(msg, dialer=False))
-        )
+        self._streams.reply(st, self._wire.encode_stream(msg, dialer=False))
 
     def _stream_message(self, st: StreamState, msg: Message, now: float) -> None:
         if st.kind is StreamKind.INBOUND:
-            if isinstance(msg, PushPull):
-                data = self._local_push_pull(msg.join, dialer=False)
-                self._stream_actions.append(ReplyStream(st.conn_id, data))
-                self._end_stream(st, ok=True, now=now)
-                self._merge_push_pull(msg, st.peer, now)
-                return
-            if isinstance(msg, Ping):
-                if not msg.node or msg.node == self._name:
-                    self._reply(st, AckResp(msg.seq_no))
-                else:
-                    self._drop(DropReason.PING_NOT_FOR_US, msg.node, st.peer, now)
-            elif isinstance(msg, UserMsg):
-                self._events.append(UserMessage(msg.payload, st.peer, True, now))
-            else:
-                self._drop(DropReason.UNEXPECTED_MESSAGE, type(msg).__name__, st.peer, now)
-            self._end_stream(st, ok=True, now=now)
+            self._inbound_message(st, msg, now)
             return
         if isinstance(msg, ErrResp):
             self._drop(DropReason.REMOTE_ERROR, msg.error, st.peer, now)
             self._end_stream(st, ok=False, now=now)
             return
         if st.kind is StreamKind.PUSH_PULL and isinstance(msg, PushPull):
-            self._end_stream(st, ok=True, now=now, merge=msg)
+            self._streams.end(st)
+            self._queue_merge(msg, st.peer, st.batch, now)
             return
         if st.kind is StreamKind.TCP_PING and isinstance(msg, AckResp) and msg.seq_no == st.seq:
-            for probe in self._tracker.probes.values():
-                if probe.tcp_conn == st.conn_id:
-                    probe.tcp_ok = True
+            probe = self._tracker.by_tcp_conn(st.conn_id)
+            if probe is not None:
+                probe.tcp_ok = True
             self._end_stream(st, ok=True, now=now)
             return
         self._drop(DropReason.UNEXPECTED_MESSAGE, type(msg).__name__, st.peer, now)
         self._end_stream(st, ok=False, now=now)
 
-    def _end_stream(
-        self,
-        st: StreamState,
-        ok: bool,
-        now: float,
-        close: bool = True,
-        merge: PushPull | None = None,
-    ) -> None:
-        if self._streams.pop(st.conn_id, None) is None:
+    def _inbound_message(self, st: StreamState, msg: Message, now: float) -> None:
+        if isinstance(msg, PushPull):
+            self._streams.reply(st, self._local_push_pull(msg.join, dialer=False))
+            self._end_stream(st, ok=True, now=now)
+            self._queue_merge(msg, st.peer, None, now)
             return
-        if st.kind is StreamKind.INBOUND:
-            self._inbound -= 1
-        if close:
-            self._stream_actions.append(CloseStream(st.conn_id))
-        if merge is not None:
-            ok = self._merge_push_pull(merge, st.peer, now)
-        if st.batch is not None:
-            batch = self._batches.get(st.batch)
-            if batch is not None:
-                batch.pending -= 1
-                if ok:
-                    batch.succeeded += 1
-                else:
-                    batch.failed.append(st.peer)
-                if batch.pending <= 0:
-                    del self._batches[st.batch]
-                    self._events.append(
-                        JoinFinished(st.batch, batch.succeeded, tuple(batch.failed), now)
-                    )
+        if isinstance(msg, Ping):
+            if not msg.node or msg.node == self._name:
+                self._reply(st, AckResp(msg.seq_no))
+            else:
+                self._drop(DropReason.PING_NOT_FOR_US, msg.node, st.peer, now)
+        elif isinstance(msg, UserMsg):
+            self._events.append(UserMessage(msg.payload, st.peer, True, now))
+        else:
+            self._drop(DropReason.UNEXPECTED_MESSAGE, type(msg).__name__, st.peer, now)
+        self._end_stream(st, ok=True, now=now)
+
+    def _stream_error(self, st: StreamState, exc: MalformedMessage, now: float) -> None:
+        self._malformed(exc, st.peer, now)
+        if st.inbound:
+            self._reply(st, ErrResp(str(exc)))
+        self._end_stream(st, ok=False, now=now)
+
+    def _stream_failed(self, st: StreamState, reason: DropReason, detail: str, now: float) -> None:
+        # A dial of ours that failed is usually a peer that is down, not a violation.
+        self._drop(reason, detail, st.peer, now, report=st.inbound)
+        self._end_stream(st, ok=False, now=now)
+
+    def _end_stream(self, st: StreamState, ok: bool, now: float, close: bool = True) -> None:
+        if self._streams.end(st, close=close) and st.batch is not None:
+            self._batch_ended(st.batch, st.peer, ok, now)
+
+    def _continue_streams(self, now: float) -> None:
+        """Streams and merges whose work outlasted an earlier call's budget."""
+        budget = self.config.work_per_call
+        if self._streams.has_work:
+            for st, got in self._streams.continue_work(budget // 2 if self._merges else budget):
+                if isinstance(got, MalformedMessage):
+                    self._stream_error(st, got, now)
+                elif got is not None:
+                    self._stream_message(st, got.message, now)
+            self._enforce_stream_memory(now)
+        if self._merges:
+            self._run_merges(budget // 2, now)
+
+    def _enforce_stream_memory(self, now: float) -> None:
+        while (st := self._streams.over_budget()) is not None:
+            self._stream_failed(st, DropReason.STREAM_BUFFER_FULL, "stream buffers full", now)
 
     def _expire_streams(self, now: float) -> None:
-        for st in [s for s in self._streams.values() if now >= s.deadline]:
+        for st in self._streams.expired(now):
             if st.kind is not StreamKind.TCP_PING:
-                self._drop(DropReason.STREAM_TIMEOUT, "stream deadline", st.peer, now)
+                self._drop(DropReason.STREAM_TIMEOUT, "stream deadline", st.peer, now, st.inbound)
             self._end_stream(st, ok=False, now=now)
-
-    # ================================================================== sending
-
-    def _send_piggyback(self, addr: Address, msg: bytes) -> None:
-        """Send a probe-type message topped up with queued broadcasts.
-
-        memberlist sends these by address only, so they carry no CRC (spec §5.1).
-        """
-        avail = self._budget() - len(msg)
-        extra = self._take_broadcasts(avail) if avail > 0 else []
-        self._send(addr, [msg, *extra], None)
-
-    def _send(self, addr: Address, parts: list[bytes], entry: NodeEntry | None) -> None:
-        crc = entry is not None and entry.pmax >= 5
-        for data in self._wire.wrap_packet(parts, crc=crc):
-            self.counters.packets_out += 1
-            self.counters.bytes_out += len(data)
-            self._packets.append(SendPacket(addr, data))
 
     # ================================================================== bad input
 
     def _malformed(self, exc: MalformedMessage, src: Address | None, now: float) -> None:
         m = self.counters.malformed
         m[exc.reason] = m.get(exc.reason, 0) + 1
+        if exc.reason in _EVIDENCE and src is not None:
+            evidence = self._undecryptable.note(src[0], now)
+            if evidence is not None and len(self._events) < _MAX_EVENTS:
+                self._events.append(UndecryptableTraffic(src[0], evidence.count, now))
         self._drop(DropReason.MALFORMED, str(exc), src, now)
 
-    def _drop(self, reason: DropReason, detail: str, src: Address | None, now: float) -> None:
+    def _drop(
+        self,
+        reason: DropReason,
+        detail: str,
+        src: Address | None,
+        now: float,
+        report: bool = True,
+    ) -> None:
+        """Count a violation; report it as an event within the violation rate limit (while
+        a datagram is being read, once per reason for all of it)."""
         self.counters.drop(reason)
-        log.debug("%s: dropped input from %s: %s (%s)", self._name, src, reason.name, detail)
-        if len(self._events) < 10_000:
-            self._events.append(ProtocolViolation(reason, detail[:200], src, now))
+        if not report:
+            return
+        if self._held is not None:
+            count, first = self._held.get(reason, (0, detail))
+            self._held[reason] = (count + 1, first)
+            return
+        self._report(reason, detail, src, now)
+
+    def _report(self, reason: DropReason, detail: str, src: Address | None, now: float) -> None:
+        if len(self._events) >= _MAX_EVENTS:
+            return
+        event = self._violations.report(reason, detail, src, now)
+        if event is not None:
+            log.debug("%s: dropped input from %s: %s (%s)", self._name, src, reason.name, detail)
+            self._events.append(event)

@@ -23,7 +23,9 @@ __all__ = [
     "ProbeAcked",
     "ProtocolViolation",
     "Refuted",
+    "UndecryptableTraffic",
     "UserMessage",
+    "ViolationsSuppressed",
 ]
 
 MemberState = NodeState
@@ -53,6 +55,13 @@ class DropReason(IntEnum):
     OVERSIZED_META = 14  # set_meta larger than 512 bytes (local misuse)
     NOT_ALLOWED = 15  # alive from or about an address outside cidrs_allowed
     TABLE_FULL = 16  # alive for a new member while the table holds max_members
+    STREAM_BUFFER_FULL = 17  # the stream holding the most bytes, when all together hold too many
+    TOO_MANY_MESSAGES = 18  # datagram parts beyond max_messages_per_packet
+    RATE_LIMITED = 19  # datagram from a source past its messages or bytes per second
+    REPLY_BUDGET = 20  # an answer that would send a source more than reply_amplification x
+    THIRD_PARTY_ADDRESS = 21  # ping/indirect ping asking for replies at someone else's address
+    UNKNOWN_TARGET = 22  # indirect ping for a target we do not know at that address
+    INCARNATION_EXHAUSTED = 23  # suspect/dead at incarnation 2^32-1: could never be refuted
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +181,31 @@ class ProtocolViolation:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class ViolationsSuppressed:
+    """Violations not reported one by one since `since` (the rate limit held them back):
+    counts by reason, and the sources that sent the most (IP, count)."""
+
+    counts: tuple[tuple[DropReason, int], ...]
+    sources: tuple[tuple[str, int], ...]
+    since: float
+    at: float
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.counts)
+
+
+@dataclass(frozen=True, slots=True)
+class UndecryptableTraffic:
+    """`src_ip` sent what no installed key opens (or plaintext while we encrypt): someone
+    nearby runs with another key. Emitted once per source, again after a quiet minute."""
+
+    src_ip: str
+    count: int
+    at: float
+
+
 Event = (
     MemberJoined
     | MemberUpdated
@@ -184,4 +218,6 @@ Event = (
     | Refuted
     | ProbeAcked
     | ProtocolViolation
+    | ViolationsSuppressed
+    | UndecryptableTraffic
 )

@@ -19,21 +19,23 @@ from dataclasses import dataclass
 from gossip._lzw import lzw_compress, lzw_decompress
 from gossip.codec import (
     MAX_PUSH_STATE_BYTES,
-    IntStyle,
-    decode_stream_message,
     encode_compress_body,
     message_type,
     unpack_one,
 )
 from gossip.errors import DecryptFailed, LocalError, MalformedMessage, MalformedReason
-from gossip.keyring import EncryptionVersion, Keyring, RandomBytes, encrypted_length
-from gossip.messages import CompressionAlgo, Message, MessageType
+from gossip.keyring import RandomBytes, encrypted_length
+from gossip.messages import CompressionAlgo, MessageType
+from gossip.stream_parser import StreamLimits, StreamMessage, StreamParser
+from gossip.wire_options import WireOptions, check_label
 
 __all__ = [
     "COMPOUND_MAX_PARTS",
     "MAX_DECOMPRESSED_PACKET",
     "MAX_DECOMPRESSED_STREAM",
     "MAX_NESTING",
+    "MAX_PACKET_LZW_INPUT",
+    "MAX_PACKET_PARTS",
     "MAX_STREAM_BYTES",
     "SplitPayload",
     "StreamMessage",
@@ -58,8 +60,14 @@ COMPOUND_MAX_PARTS = 127
 """Keep compounds under 128 parts: 0.2.x decoders mis-parse larger ones (spec §5.2)."""
 MAX_NESTING = 4
 """How deep compound/compress wrappers may nest in one packet before we give up."""
-MAX_DECOMPRESSED_PACKET = 1024 * 1024
-"""A UDP payload is at most 64 KiB; this bounds what its LZW may expand to."""
+MAX_DECOMPRESSED_PACKET = 64 * 1024
+"""What all compress wrappers of one datagram may expand to, together (Go reads datagrams
+of up to 64 KiB; a real peer compresses at most one UDP buffer, 1400 bytes by default)."""
+MAX_PACKET_LZW_INPUT = 16 * 1024
+"""Compressed bytes one datagram may make us decode, together (LZW costs ~0.25 us/byte)."""
+MAX_PACKET_PARTS = 255
+"""Parts (messages and bad parts) one datagram may carry through all its wrappers: a
+compound holds at most 255, and a nest of wrappers must not multiply that."""
 MAX_DECOMPRESSED_STREAM = 2 * MAX_PUSH_STATE_BYTES
 """memberlist HEAD's limit on decompressed stream messages (40 MiB)."""
 MAX_STREAM_BYTES = MAX_PUSH_STATE_BYTES + 1024 * 1024
@@ -70,35 +78,6 @@ _LABEL_MAX = 255
 
 def _bad(reason: MalformedReason, detail: str) -> MalformedMessage:
     return MalformedMessage(reason, detail)
-
-
-@dataclass(frozen=True, slots=True)
-class WireOptions:
-    """The settings that shape bytes on the wire (memberlist Config fields in brackets)."""
-
-    label: bytes = b""
-    """[Label] sent before every packet and at the start of every dialled stream; also the
-    AES-GCM additional data. Empty: no label header (the only form 0.2.x peers accept)."""
-    keyring: Keyring | None = None
-    """[Keyring/SecretKey] None: no encryption."""
-    verify_incoming: bool = True
-    """[GossipVerifyIncoming] False accepts plaintext alongside encrypted traffic (rollout)."""
-    verify_outgoing: bool = True
-    """[GossipVerifyOutgoing] False sends plaintext although a key is installed (rollout)."""
-    skip_inbound_label_check: bool = False
-    """[SkipInboundLabelCheck] accept unlabeled traffic as if it carried our label."""
-    encryption_version: EncryptionVersion = EncryptionVersion.PLAIN
-    """0 only when our ProtocolVersion is 1; otherwise 1."""
-    int_style: IntStyle = IntStyle.GO_MSGPACK_05
-    """How Go `int` fields are encoded (both are accepted by every Go version)."""
-
-    def __post_init__(self) -> None:
-        if len(self.label) > _LABEL_MAX:
-            raise LocalError(f"label is {len(self.label)} bytes, at most 255")
-
-    @property
-    def encrypts(self) -> bool:
-        return self.keyring is not None and self.verify_outgoing
 
 
 def packet_overhead(options: WireOptions) -> int:
@@ -224,15 +203,6 @@ def strip_label(data: bytes) -> tuple[bytes, bytes]:
     return data[2 : 2 + size], data[2 + size :]
 
 
-def _check_label(got: bytes, options: WireOptions) -> None:
-    if options.skip_inbound_label_check:
-        if got:
-            raise _bad(MalformedReason.LABEL_MISMATCH, "labeled traffic while skipping checks")
-        return
-    if got != options.label:
-        raise _bad(MalformedReason.LABEL_MISMATCH, f"label {got!r}, want {options.label!r}")
-
-
 # ---------------------------------------------------------------------------- packets
 
 
@@ -266,7 +236,7 @@ def seal_packet(
 def open_packet(data: bytes, options: WireOptions) -> bytes:
     """Undo label, encryption and CRC; the result still holds compound/compress wrappers."""
     label, data = strip_label(data)
-    _check_label(label, options)
+    check_label(label, options)
     if options.keyring is not None:
         try:
             data = options.keyring.decrypt(data, options.label)
@@ -280,22 +250,39 @@ def open_packet(data: bytes, options: WireOptions) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class SplitPayload:
-    """The single messages of a packet payload, and what was wrong with the rest."""
+    """The single messages of a packet payload, what was wrong with the rest, and what
+    it cost: `skipped` parts beyond the limit, `decompressed` bytes produced."""
 
     messages: tuple[bytes, ...]
     errors: tuple[MalformedMessage, ...]
+    skipped: int = 0
+    decompressed: int = 0
 
 
-def split_payload(payload: bytes, max_depth: int = MAX_NESTING) -> SplitPayload:
+@dataclass(slots=True)
+class _SplitBudget:
+    parts: int
+    decompressed: int
+    lzw_input: int
+    skipped: int = 0
+
+
+def split_payload(
+    payload: bytes, max_depth: int = MAX_NESTING, max_parts: int = MAX_PACKET_PARTS
+) -> SplitPayload:
     """Flatten compound and compress wrappers into single messages (each with its type byte).
 
-    A bad part does not spoil its siblings, as in Go: its error is collected instead.
+    A bad part does not spoil its siblings, as in Go: its error is collected instead. The
+    work is bounded whatever the nesting: at most `max_parts` parts (messages and bad
+    parts) are visited, and the packet shares one decompression budget
+    (`MAX_DECOMPRESSED_PACKET` out, `MAX_PACKET_LZW_INPUT` in).
     """
     messages: list[bytes] = []
     errors: list[MalformedMessage] = []
-    budget = [MAX_DECOMPRESSED_PACKET]
+    budget = _SplitBudget(max_parts, MAX_DECOMPRESSED_PACKET, MAX_PACKET_LZW_INPUT)
     _split(payload, max_depth, messages, errors, budget)
-    return SplitPayload(tuple(messages), tuple(errors))
+    used = MAX_DECOMPRESSED_PACKET - budget.decompressed
+    return SplitPayload(tuple(messages), tuple(errors), budget.skipped, used)
 
 
 def _split(
@@ -303,8 +290,11 @@ def _split(
     depth: int,
     messages: list[bytes],
     errors: list[MalformedMessage],
-    budget: list[int],
+    budget: _SplitBudget,
 ) -> None:
+    if budget.parts <= 0:
+        budget.skipped += 1
+        return
     try:
         kind = message_type(data)
         if kind in (MessageType.COMPOUND, MessageType.COMPRESS):
@@ -315,16 +305,29 @@ def _split(
                 if truncated:
                     errors.append(_bad(MalformedReason.TRUNCATED, f"{truncated} parts cut off"))
             else:
-                inner = decompress_message(data, budget[0])
-                budget[0] -= len(inner)  # the whole packet shares one decompression budget
-                parts = [inner]
+                parts = [_decompress_part(data, budget)]
             for part in parts:
                 _split(part, depth - 1, messages, errors, budget)
             return
     except MalformedMessage as exc:
+        budget.parts -= 1
         errors.append(exc)
         return
+    budget.parts -= 1
     messages.append(data)
+
+
+def _decompress_part(data: bytes, budget: _SplitBudget) -> bytes:
+    """One compress wrapper of a packet, charged to the packet's shared budget."""
+    value, _ = unpack_one(data, 1)
+    buf = value.get(b"Buf") if isinstance(value, dict) else None
+    if isinstance(buf, bytes):
+        if len(buf) > budget.lzw_input:
+            raise _bad(MalformedReason.TOO_LARGE, "compressed data past the packet's budget")
+        budget.lzw_input -= len(buf)
+    inner = _decompress_value(value, budget.decompressed)
+    budget.decompressed -= len(inner)
+    return inner
 
 
 # ---------------------------------------------------------------------------- streams
@@ -356,18 +359,9 @@ def seal_stream(
     return add_label(message, options.label) if dialer else message
 
 
-@dataclass(frozen=True, slots=True)
-class StreamMessage:
-    """One message read from a stream, with how it arrived."""
-
-    message: Message
-    label: bytes
-    encrypted: bool
-    compressed: bool
-
-
 class StreamReader:
-    """Parse one stream message as its bytes arrive.
+    """Parse one stream message as its bytes arrive (a whole-message convenience over
+    `gossip.stream_parser.StreamParser`, with no work budget).
 
     `feed` returns None while more bytes are needed, the message once it is complete, and
     raises MalformedMessage as soon as the bytes cannot become a valid message. `eof` says
@@ -375,77 +369,16 @@ class StreamReader:
     on the accepting side (the dialer's label header comes first); replies carry none.
     """
 
-    __slots__ = ("_buf", "_expect_label", "_options")
+    __slots__ = ("_parser",)
 
     def __init__(self, options: WireOptions, *, expect_label: bool) -> None:
-        self._options = options
-        self._expect_label = expect_label
-        self._buf = bytearray()
+        limits = StreamLimits(max_bytes=MAX_PUSH_STATE_BYTES)
+        self._parser = StreamParser(options, expect_label=expect_label, limits=limits)
 
     def feed(self, data: bytes) -> StreamMessage | None:
-        self._buf += data
-        if len(self._buf) > MAX_STREAM_BYTES:
-            raise _bad(MalformedReason.TOO_LARGE, "stream passes the size limit")
-        return self._try()
+        self._parser.feed(data)
+        return self._parser.step(1 << 62)
 
     def eof(self) -> None:
         """The peer closed its side; a partial message is an error."""
-        if self._buf:
-            raise _bad(MalformedReason.TRUNCATED, "stream closed mid-message")
-        raise _bad(MalformedReason.EMPTY, "stream closed without a message")
-
-    def _try(self) -> StreamMessage | None:
-        buf = bytes(self._buf)
-        pos = 0
-        label = b""
-        options = self._options
-        if self._expect_label and buf[:1] == bytes([MessageType.HAS_LABEL]):
-            if len(buf) < 2 or len(buf) < 2 + buf[1]:
-                return None
-            label, rest = strip_label(buf)
-            pos = len(buf) - len(rest)
-        if self._expect_label:
-            _check_label(label, options)
-        if len(buf) <= pos:
-            return None
-        if buf[pos] == MessageType.ENCRYPT:
-            if options.keyring is None:
-                raise _bad(MalformedReason.DECRYPT_FAILED, "encrypted stream but no key")
-            if len(buf) < pos + 5:
-                return None
-            (size,) = struct.unpack_from(">I", buf, pos + 1)
-            if size > MAX_PUSH_STATE_BYTES:
-                raise _bad(MalformedReason.TOO_LARGE, f"encrypted stream of {size} bytes")
-            end = pos + 5 + size
-            if len(buf) < end:
-                return None
-            plain = options.keyring.decrypt(buf[pos + 5 : end], buf[pos : pos + 5] + options.label)
-            message, compressed = _decode_inner(plain)
-            return StreamMessage(message, label, encrypted=True, compressed=compressed)
-        if options.keyring is not None and options.verify_incoming:
-            raise _bad(MalformedReason.UNENCRYPTED, "plaintext stream while encryption is on")
-        try:
-            if buf[pos] == MessageType.COMPRESS:
-                value, _ = unpack_one(buf, pos + 1)
-            else:
-                message, _ = decode_stream_message(buf[pos:])
-                return StreamMessage(message, label, encrypted=False, compressed=False)
-        except MalformedMessage as exc:
-            if exc.reason is MalformedReason.TRUNCATED:
-                return None
-            raise
-        inner = _decompress_value(value, MAX_DECOMPRESSED_STREAM)
-        message = _decode_complete(inner)
-        return StreamMessage(message, label, encrypted=False, compressed=True)
-
-
-def _decode_inner(data: bytes) -> tuple[Message, bool]:
-    """A decrypted stream message: optionally compressed, and it must be complete."""
-    if data[:1] == bytes([MessageType.COMPRESS]):
-        return _decode_complete(decompress_message(data, MAX_DECOMPRESSED_STREAM)), True
-    return _decode_complete(data), False
-
-
-def _decode_complete(data: bytes) -> Message:
-    message, _ = decode_stream_message(data)
-    return message
+        self._parser.eof()

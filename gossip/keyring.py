@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import (
+    AEADDecryptionContext,
+    Cipher,
+    algorithms,
+    modes,
+)
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gossip.errors import DecryptFailed, LocalError
@@ -25,6 +31,7 @@ __all__ = [
     "NONCE_SIZE",
     "TAG_SIZE",
     "EncryptionVersion",
+    "EnvelopeOpener",
     "Keyring",
     "RandomBytes",
     "encrypted_length",
@@ -153,3 +160,84 @@ def _unpad(plain: bytes) -> bytes:
     if not 1 <= pad <= _BLOCK or pad > len(plain):
         raise DecryptFailed("bad padding")
     return plain[:-pad]
+
+
+class EnvelopeOpener:
+    """Opens one stream envelope a slice at a time, so a 20 MiB envelope does not stall.
+
+    Ciphertext is added as it arrives (`add`); once all `size` bytes are in, `work` decrypts
+    at most a given number of bytes per call with the primary key, then the next key if the
+    tag does not verify. Nothing is released before a tag verifies: `plaintext` stays None
+    until then, and DecryptFailed is raised when no key opens it.
+    """
+
+    __slots__ = ("_ad", "_cipher", "_decryptor", "_key", "_plain", "_pos", "_ring", "plaintext")
+
+    def __init__(self, keyring: Keyring, additional_data: bytes) -> None:
+        self._ring = keyring
+        self._ad = additional_data
+        self._cipher = bytearray()
+        self._plain: list[bytes] = []
+        self._key = 0
+        self._pos = 0
+        self._decryptor: AEADDecryptionContext | None = None
+        self.plaintext: bytes | None = None
+
+    @property
+    def received(self) -> int:
+        return len(self._cipher)
+
+    @property
+    def held(self) -> int:
+        """Bytes buffered (ciphertext and the plaintext opened so far)."""
+        return len(self._cipher) + self._pos
+
+    def add(self, chunk: bytes) -> None:
+        self._cipher += chunk
+
+    def work(self, max_bytes: int) -> int:
+        """Decrypt up to `max_bytes`; returns how many were processed."""
+        if self.plaintext is not None:
+            return 0
+        version, sealed_end = self._check()
+        start = 1 + NONCE_SIZE
+        if self._decryptor is None:
+            nonce = bytes(self._cipher[1:start])
+            key = self._ring.keys[self._key]
+            dec = Cipher(algorithms.AES(key), modes.GCM(nonce)).decryptor()
+            if self._ad:
+                dec.authenticate_additional_data(self._ad)
+            self._decryptor, self._pos, self._plain = dec, start, []
+        dec = self._decryptor
+        end = min(self._pos + max(max_bytes, 1), sealed_end)
+        self._plain.append(dec.update(bytes(self._cipher[self._pos : end])))
+        done = end - self._pos
+        self._pos = end
+        if end == sealed_end:
+            self._finish(dec, version, sealed_end)
+        return done
+
+    def _check(self) -> tuple[EncryptionVersion, int]:
+        try:
+            version = EncryptionVersion(self._cipher[0])
+        except (ValueError, IndexError) as exc:
+            raise DecryptFailed("unknown encryption version") from exc
+        if len(self._cipher) < encrypted_length(version, 0):
+            raise DecryptFailed(f"envelope of {len(self._cipher)} bytes is too short")
+        return version, len(self._cipher) - TAG_SIZE
+
+    def _finish(
+        self, dec: AEADDecryptionContext, version: EncryptionVersion, sealed_end: int
+    ) -> None:
+        tag = bytes(self._cipher[sealed_end:])
+        try:
+            self._plain.append(dec.finalize_with_tag(tag))
+        except InvalidTag:
+            self._key += 1
+            self._decryptor, self._plain, self._pos = None, [], 0
+            if self._key >= len(self._ring.keys):
+                raise DecryptFailed("no installed key opens the message") from None
+            return
+        plain = b"".join(self._plain)
+        self.plaintext = _unpad(plain) if version is EncryptionVersion.PADDED else plain
+        self._cipher, self._plain, self._pos = bytearray(), [], 0

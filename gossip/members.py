@@ -38,6 +38,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_MAX_INCARNATION = 0xFFFF_FFFF
+
 
 class ChangeKind(IntEnum):
     """What applying a message did. Append only."""
@@ -155,6 +157,8 @@ class MemberTable:
         self.probe_index = 0
         self.leaving = False
         self.alive_count = 0
+        self.addresses: dict[tuple[str, int], int] = {}
+        """(IP, port) of every entry, with how many entries use it (O(1) "is a member")."""
 
     # ------------------------------------------------------------------ queries
 
@@ -183,6 +187,14 @@ class MemberTable:
         offset = self._rng.randrange(n) if n else 0
         self.nodes[offset], self.nodes[n] = self.nodes[n], self.nodes[offset]
         self.by_name[entry.name] = entry
+        self._index(entry.address, +1)
+
+    def _index(self, address: tuple[str, int], delta: int) -> None:
+        count = self.addresses.get(address, 0) + delta
+        if count > 0:
+            self.addresses[address] = count
+        else:
+            self.addresses.pop(address, None)
 
     # ------------------------------------------------------------------ probe order
 
@@ -210,6 +222,7 @@ class MemberTable:
             if gone and e.name != self.local_name and now - e.state_change > dead_time:
                 del self.by_name[e.name]
                 self.suspicions.pop(e.name, None)
+                self._index(e.address, -1)
                 continue
             keep.append(e)
         self._rng.shuffle(keep)
@@ -255,7 +268,10 @@ class MemberTable:
     def refute(self, accused_incarnation: int) -> Alive:
         """Re-announce ourselves above any incarnation we were accused at."""
         me = self.local
-        me.incarnation = max(me.incarnation + 1, accused_incarnation + 1) & 0xFFFF_FFFF
+        # memberlist adds with uint32 wrap-around, so an accusation at 2^32-1 makes its
+        # refutation 0, which nobody accepts; we stop at the largest incarnation instead
+        # (and the engine ignores accusations at it: they could never be refuted).
+        me.incarnation = min(max(me.incarnation + 1, accused_incarnation + 1), _MAX_INCARNATION)
         return Alive(
             incarnation=me.incarnation,
             node=me.name,
@@ -311,9 +327,11 @@ class MemberTable:
         entry.incarnation = a.incarnation
         entry.meta = a.meta
         if updates_node:
+            self._index(entry.address, -1)
             entry.addr = a.addr
             entry.addr_text = str(addr_from_bytes(a.addr))
             entry.port = a.port
+            self._index(entry.address, +1)
         if entry.state is not NodeState.ALIVE:
             self._set_state(entry, NodeState.ALIVE, now)
         if old_state in (NodeState.DEAD, NodeState.LEFT):

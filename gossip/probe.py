@@ -60,6 +60,8 @@ class Relay:
     their_seq: int
     nack: bool
     deadline: float
+    key: Address = ("", 0)
+    """Whose reply credit pays for the relayed answers (see `gossip.admission`)."""
 
 
 @dataclass(slots=True)
@@ -96,8 +98,15 @@ class ProbeTracker:
         self.probes[seq] = probe
         return probe
 
-    def relay(self, requester: Address, their_seq: int, nack: bool, deadline: float) -> Relay:
-        r = Relay(self.next_seq(), requester, their_seq, nack, deadline)
+    def relay(
+        self,
+        requester: Address,
+        their_seq: int,
+        nack: bool,
+        deadline: float,
+        key: Address = ("", 0),
+    ) -> Relay:
+        r = Relay(self.next_seq(), requester, their_seq, nack, deadline, key)
         self.relays[r.seq] = r
         return r
 

@@ -184,6 +184,10 @@ class GossipRuntime:
         self._timer_at = None
         if self._closed:
             return
+        if self._udp is not None:
+            # Read what waits in the socket first: after a stall, the acks and refutations
+            # queued there must reach the engine before its overdue timers judge anyone.
+            self._udp.drain()
         self.engine.tick(self._loop.time())
         self._flush()
 
