@@ -111,6 +111,17 @@ class FrrStatePoller:
             self.on_state(state)
         return state
 
+    async def prefixes_sent(self) -> int | None:
+        """Prefixes FRR has sent and not withdrawn, over every session, read now (not from
+        the cache); None when FRR does not answer. The speaker's planned stop waits for 0
+        (``BgpAnnouncer.withdraw(prefixes_sent=...)``): FRR has sent every withdrawal."""
+        try:
+            sessions = parse_all_vrfs(await self._show("show bgp vrf all neighbors json"))
+        except (MalformedFrrOutput, _proc.StepTimeout, OSError) as exc:
+            log.debug("FRR prefix count unavailable: %s", exc)
+            return None
+        return sum(s.prefixes_sent for s in sessions if s.established)
+
     async def run(self) -> None:
         """Poll every ``interval`` seconds until cancelled."""
         while True:

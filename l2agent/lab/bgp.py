@@ -14,11 +14,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from l2agent.lab.bgp_cluster import frr_conf
 from l2agent.lab.fib import nexthops
 from l2agent.lab.frr import LabFrr
 from l2agent.lab.netns import Lab
@@ -137,6 +138,27 @@ class BgpLab:
         if self.with_gobgp:
             out.append(str(router_address(2, 4)))
         return out
+
+    # -- the nodes' FRR ---------------------------------------------------------------------
+
+    def start_frr(self) -> None:
+        """Start FRR (no configuration yet) on every node."""
+        assert self.frr is not None
+        for node in self.lab.node_names:
+            self.frr.start(node)
+
+    def apply(
+        self,
+        objects: Sequence[Mapping[str, Any]],
+        nodes: Sequence[str] | None = None,
+        *,
+        withdrawn: bool = False,
+    ) -> None:
+        """Render each node's frr.conf from the cluster's MetalLB ``objects`` (the speaker's
+        planner and renderer) and apply it through the speaker's reloader, nodes at once."""
+        assert self.frr is not None
+        chosen = self.lab.node_names if nodes is None else nodes
+        self.frr.apply_all({n: frr_conf(objects, n, withdrawn=withdrawn) for n in chosen})
 
     # -- observation ------------------------------------------------------------------------
 

@@ -3,8 +3,8 @@
 The judges are independent implementations: router1's kernel FIB (filled by BIRD with
 ``merge paths on``) routes the remote client's traffic, ``birdc`` shows what BIRD received,
 GoBGP's RIB what it received, the echo servers which node answered each flow. The nodes'
-frr.conf is the lab's hand-written one (``l2agent.lab.frr_conf``), applied through the
-speaker's reloader. Bounds are generous (a loaded 2-core CI machine); ``bench/`` measures.
+configuration is MetalLB YAML (``l2agent.lab.bgp_cluster``) through the speaker's planner,
+renderer and reloader. Bounds are generous (a loaded 2-core CI machine); ``bench/`` measures.
 """
 
 from __future__ import annotations
@@ -16,16 +16,29 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
+from l2agent.bgp.announcer import BgpAnnouncer
+from l2agent.bgp.frr_config import FrrOptions
 from l2agent.bgp.frr_poll import FrrStatePoller
+from l2agent.bgp.reload import FrrReloader
 from l2agent.lab.bgp import BgpLab
+from l2agent.lab.bgp_cluster import (
+    LabPeer,
+    LabService,
+    advertisement,
+    bfd_profile,
+    cluster_objects,
+    community,
+    dual_stack,
+    router_peers,
+)
 from l2agent.lab.fib import FibWatch
 from l2agent.lab.frr import frr_missing
-from l2agent.lab.frr_conf import LabAdvert, LabBfdProfile, LabNeighbor, LabNodeConfig, render
 from l2agent.lab.netns import wait_until
 from l2agent.lab.prober import flows_by_node
 from l2agent.lab.routers import ROUTER_ASN, bird_missing, gobgp_missing
-from l2agent.lab.topology import bgp_vip, node_address, node_index, router_address
+from l2agent.lab.topology import bgp_vip, router_address
 from l2agent.metrics import BgpMetrics
+from l2agent.model import build_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -35,33 +48,26 @@ if _missing:
 
 VIP = {4: bgp_vip(0, 4), 6: bgp_vip(0, 6)}
 PREFIX = {4: f"{VIP[4]}/32", 6: f"{VIP[6]}/128"}
-COMMUNITY = "65000:100"
-FAST = LabBfdProfile("fast", receive_ms=50, transmit_ms=50, multiplier=3)
+NODE_ASN = 64512
 
 
-def config(
-    lab: BgpLab,
-    node: str,
+def objects(
     *,
-    adverts: bool = True,
-    password: str | None = None,
-) -> str:
-    """router1 over IPv4 and IPv6 with BFD, router2 (GoBGP, no BFD) over IPv4."""
-    r1 = [str(router_address(1, 4)), str(router_address(1, 6))]
-    neighbors = [LabNeighbor(a, ROUTER_ASN, password=password, bfd_profile="fast") for a in r1]
-    neighbors.append(LabNeighbor(str(router_address(2, 4)), ROUTER_ASN))
-    return render(
-        LabNodeConfig(
-            asn=lab.node_asn,
-            router_id=str(node_address(node_index(node), 4)),
-            neighbors=tuple(neighbors),
-            adverts=(
-                (LabAdvert(PREFIX[4], communities=(COMMUNITY,)), LabAdvert(PREFIX[6]))
-                if adverts
-                else ()
-            ),
-            profiles=(FAST,),
-        )
+    services: bool = True,
+    peers: list[LabPeer] | None = None,
+    node_labels: dict[str, dict[str, str]] | None = None,
+) -> list[dict[str, object]]:
+    """The seed's shape: a BFD profile on the router1 peers, communities by alias."""
+    return cluster_objects(
+        ("node1", "node2", "node3"),
+        peers if peers is not None else router_peers(NODE_ASN, ROUTER_ASN, gobgp=True, bfd="fast"),
+        [LabService("web", dual_stack(0))] if services else [],
+        extra=[
+            bfd_profile("fast", 50),
+            community("production-community", {"high-priority": "65000:100"}),
+        ],
+        advertisements=[advertisement(communities=["high-priority"])],
+        node_labels=node_labels,
     )
 
 
@@ -86,9 +92,8 @@ def lab() -> Iterator[BgpLab]:
         assert built.frr is not None
         built.start_bird(bfd=True)
         built.start_gobgp()
-        for node in built.lab.node_names:
-            built.frr.start(node)
-        built.frr.apply_all({n: config(built, n) for n in built.lab.node_names})
+        built.start_frr()
+        built.apply(objects())
         converge(built)
         yield built
 
@@ -157,8 +162,7 @@ def test_communities_reach_bird_and_gobgp_on_every_path(lab: BgpLab) -> None:
     assert hops == all_nodes(lab, 4)
     communities = [a["communities"] for p in paths for a in p["attrs"] if a.get("type") == 8]
     assert communities == [[65000 << 16 | 100]] * 3
-    # The IPv6 prefix was announced without a community.
-    assert "BGP.community" not in lab.bird.route_all(PREFIX[6])
+    assert lab.bird.route_all(PREFIX[6]).count("BGP.community: (65000,100)") == 3
 
 
 def _md5_failures(lab: BgpLab) -> int:
@@ -170,24 +174,39 @@ def _md5_failures(lab: BgpLab) -> int:
 
 
 def test_wrong_password_keeps_the_session_down(lab: BgpLab) -> None:
+    """Two BGPPeers for router1's IPv4 address, chosen by node label (peer node selectors):
+    one with the right password from a Secret, one with a wrong literal password."""
     assert lab.bird is not None and lab.frr is not None
     nodes = lab.lab.node_names
-    bird_peers = lab.router_peers(bfd=True, passwords={nodes[1]: "right", nodes[2]: "right"})
+    r4 = router_address(1, 4)
+    peers = [
+        LabPeer("router1-v4", r4, ROUTER_ASN, NODE_ASN, bfd_profile="fast", password="right",
+                password_secret="router1-auth", node_selector={"lab/password": "right"}),
+        LabPeer("router1-v4-wrong", r4, ROUTER_ASN, NODE_ASN, bfd_profile="fast",
+                password="wrong", node_selector={"lab/password": "wrong"}),
+        *router_peers(NODE_ASN, ROUTER_ASN, gobgp=True, bfd="fast")[1:],
+    ]  # fmt: skip
+    labels = {n: {"lab/password": "right" if n != nodes[2] else "wrong"} for n in nodes}
+    bird_peers = [
+        *lab.router_peers(bfd=True, passwords=dict.fromkeys(nodes, "right"), families=(4,)),
+        *lab.router_peers(bfd=True, families=(6,)),
+    ]
     try:
         lab.bird.reconfigure(bird_peers)
-        lab.frr.apply_all({nodes[1]: config(lab, nodes[1], password="right"),
-                           nodes[2]: config(lab, nodes[2], password="wrong")})  # fmt: skip
-        assert lab.bird.wait_established([f"{nodes[1]}_v4", f"{nodes[1]}_v6"], 20)
+        lab.apply(objects(peers=peers, node_labels=labels))
+        good = [f"{n}_v4" for n in nodes[:2]]
+        assert lab.bird.wait_established(good, 20), lab.bird.protocol_states()
         before = _md5_failures(lab)
         time.sleep(4.0)  # several connect retries (1 s) of the wrong-password node
         states = lab.bird.protocol_states()
         assert states[f"{nodes[2]}_v4"] != "Established", states
-        assert lab.frr.neighbor_states(nodes[2])[str(router_address(1, 4))] != "Established"
+        assert lab.frr.neighbor_states(nodes[2])[str(r4)] != "Established"
         assert _md5_failures(lab) > before, "the router's kernel saw no MD5 failure"
         assert lab.nexthops(PREFIX[4]) == lab.node_nexthops(nodes[:2], 4)
+        assert lab.nexthops(PREFIX[6]) == all_nodes(lab, 6)  # the IPv6 peer has no password
     finally:
         lab.bird.reconfigure(lab.router_peers(bfd=True))
-        lab.frr.apply_all({n: config(lab, n) for n in nodes[1:]})
+        lab.apply(objects())
         converge(lab)
 
 
@@ -216,15 +235,39 @@ def test_bfd_removes_a_pulled_nodes_nexthop(lab: BgpLab) -> None:
 
 
 def test_planned_withdraw_before_stopping_loses_no_probe(lab: BgpLab) -> None:
+    """The speaker's planned stop, through its own pieces: ``BgpAnnouncer.withdraw`` applies
+    the same sessions with nothing announced (``FrrReloader``) and waits until FRR has sent
+    every withdrawal (``FrrStatePoller.prefixes_sent`` reaches 0); only then does the node
+    stop serving. No probe of any flow may be lost, the leaving node's flows included."""
     assert lab.frr is not None and lab.echo is not None
     leaving = lab.lab.node_names[0]
     rest = lab.node_nexthops(lab.lab.node_names[1:], 4)
+    d = lab.frr.dir(leaving)
+    state = build_state(objects()).state
+
+    async def withdraw() -> tuple[float, float]:
+        reloader = FrrReloader(d, d, debounce=0.0)
+        poller = FrrStatePoller(d, config_dir=d)
+        announcer = BgpAnnouncer(
+            leaving, reloader, frr_options=FrrOptions(hostname=None, log_level=None)
+        )
+        try:
+            outcome = await announcer.update(state)
+            assert outcome is not None and outcome.result.ok, outcome
+            assert await poller.prefixes_sent() == 3  # v4 to both routers, v6 to router1
+            started = time.monotonic()
+            await announcer.withdraw(5.0, prefixes_sent=poller.prefixes_sent)
+            return started, time.monotonic()
+        finally:
+            await reloader.close()
+
     prober = lab.probe(str(VIP[4]), 4.0, flows=32)
     try:
         time.sleep(1.0)
-        lab.frr.apply(leaving, config(lab, leaving, adverts=False))  # withdraw ...
-        assert wait_until(lambda: lab.nexthops(PREFIX[4]) == rest, 5)  # ... the router moved
-        lab.lab.stop(lab.echo.echoes.pop(leaving))  # only then the node stops serving
+        started, drained = asyncio.run(withdraw())
+        assert drained - started < 5.0, "FRR never reported its withdrawals sent"
+        routed_away = wait_until(lambda: lab.nexthops(PREFIX[4]) == rest, 5)
+        lab.lab.stop(lab.echo.echoes.pop(leaving))  # only now the node stops serving
         lab.frr.stop(leaving)
         probes = lab.echo.probes(prober)
     finally:
@@ -232,7 +275,9 @@ def test_planned_withdraw_before_stopping_loses_no_probe(lab: BgpLab) -> None:
             lab.echo.start_echo(leaving)
         if not lab.frr.running(leaving):
             lab.frr.start(leaving)
-        lab.frr.apply(leaving, config(lab, leaving))
+        lab.apply(objects(), [leaving])
+    print(f"withdraw applied and drained in {drained - started:.2f} s")
+    assert routed_away, "the router still routes to the leaving node"
     lost = [p for p in probes if p.replied is None]
     served = flows_by_node(probes)
     assert served.get(leaving), "the leaving node served no flow before it left"
@@ -244,32 +289,43 @@ def test_planned_withdraw_before_stopping_loses_no_probe(lab: BgpLab) -> None:
 
 def test_local_preference_over_ibgp_decides_the_routers_choice() -> None:
     """iBGP (the nodes in the router's AS): the higher local preference wins at BIRD, so the
-    kernel route narrows to that node; equal preferences give the ECMP route back."""
+    kernel route narrows to that node; equal preferences give the ECMP route back.
+    Advertisements chosen by node selectors set each node's preference."""
     with BgpLab(2, vips=[VIP[4]], ibgp=True) as ib:
-        assert ib.frr is not None
         bird = ib.start_bird(families=(4,))
+        ib.start_frr()
 
-        def node_config(node: str, pref: int) -> str:
-            return render(
-                LabNodeConfig(
-                    asn=ib.node_asn,
-                    router_id=str(node_address(node_index(node), 4)),
-                    neighbors=(LabNeighbor(str(router_address(1, 4)), ROUTER_ASN),),
-                    adverts=(LabAdvert(PREFIX[4], communities=(COMMUNITY,), local_pref=pref),),
-                )
+        def cluster(pref2: int) -> list[dict[str, object]]:
+            return cluster_objects(
+                ib.lab.node_names,
+                [LabPeer("router1", router_address(1, 4), ROUTER_ASN, ROUTER_ASN)],
+                [LabService("web", (VIP[4],))],
+                advertisements=[
+                    advertisement(
+                        "pref-a",
+                        localPref=200,
+                        communities=["65000:100"],
+                        nodeSelectors=[{"matchLabels": {"lab/pref": "a"}}],
+                    ),
+                    advertisement(
+                        "pref-b",
+                        localPref=pref2,
+                        communities=["65000:100"],
+                        nodeSelectors=[{"matchLabels": {"lab/pref": "b"}}],
+                    ),
+                ],
+                node_labels={"node1": {"lab/pref": "a"}, "node2": {"lab/pref": "b"}},
             )
 
-        for node in ib.lab.node_names:
-            ib.frr.start(node)
-        ib.frr.apply_all({"node1": node_config("node1", 200), "node2": node_config("node2", 100)})
+        ib.apply(cluster(100))
         assert bird.wait_established(["node1_v4", "node2_v4"], 30)
         # Both paths reach BIRD with their preference ...
         assert wait_until(lambda: bird.route_all(PREFIX[4]).count("BGP.local_pref") == 2, 10)
         text = bird.route_all(PREFIX[4])
         assert "BGP.local_pref: 200" in text and "BGP.local_pref: 100" in text, text
+        assert text.count("BGP.community: (65000,100)") == 2
         # ... and the kernel routes through the preferred node only.
         assert ib.nexthops(PREFIX[4]) == ib.node_nexthops(["node1"], 4)
-        assert text.count("BGP.community: (65000,100)") == 2
-        ib.frr.apply("node2", node_config("node2", 200))
+        ib.apply(cluster(200), ["node2"])
         both = ib.node_nexthops(ib.lab.node_names, 4)
         assert wait_until(lambda: ib.nexthops(PREFIX[4]) == both, 10), ib.nexthops(PREFIX[4])

@@ -16,8 +16,8 @@ import pytest
 from l2agent.bgp.reload import FrrReloader
 from l2agent.bgp.reload_outcome import ReloadOutcome, ReloadResult
 from l2agent.lab.bgp import BgpLab
+from l2agent.lab.bgp_cluster import LabPeer, LabService, cluster_objects, frr_conf
 from l2agent.lab.frr import frr_missing
-from l2agent.lab.frr_conf import LabAdvert, LabNeighbor, LabNodeConfig, render
 from l2agent.lab.netns import wait_until
 from l2agent.lab.routers import bird_missing
 from l2agent.lab.topology import bgp_vip, router_address
@@ -28,26 +28,22 @@ _missing = frr_missing() or bird_missing()
 if _missing:
     pytestmark.append(pytest.mark.skip(reason=_missing))
 
-V4 = f"{bgp_vip(0, 4)}/32"
-V4B = f"{bgp_vip(1, 4)}/32"
+V4 = bgp_vip(0, 4)
+V4B = bgp_vip(1, 4)
 ROUTER4 = str(router_address(1, 4))
 NODE4 = "192.0.2.11"
 
 
-def node_config(adverts: tuple[str, ...], graceful_restart: bool = False) -> str:
-    return render(
-        LabNodeConfig(
-            asn=64512,
-            router_id=NODE4,
-            neighbors=(LabNeighbor(ROUTER4, 64500, graceful_restart=graceful_restart),),
-            adverts=tuple(LabAdvert(a) for a in adverts),
-        )
-    )
+def node_config(ips: tuple[object, ...], graceful_restart: bool = False) -> str:
+    """node1's frr.conf for one BGPPeer (router1, IPv4) and one Service per IP."""
+    peer = LabPeer("router1", router_address(1, 4), 64500, 64512, graceful_restart=graceful_restart)
+    services = [LabService(f"svc{i}", (ip,)) for i, ip in enumerate(ips)]  # type: ignore[arg-type]
+    return frr_conf(cluster_objects(["node1"], [peer], services), "node1")
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[BgpLab]:
-    with BgpLab(1, vips=[bgp_vip(0, 4), bgp_vip(1, 4)]) as built:
+    with BgpLab(1, vips=[V4, V4B]) as built:
         built.start_bird(families=(4,))
         assert built.frr is not None
         built.frr.start("node1")
@@ -88,7 +84,7 @@ def test_apply_then_unchanged_then_invalid_keeps_the_last_good(
     assert same.result is ReloadResult.UNCHANGED
     assert bad.result is ReloadResult.INVALID and "Unknown command" in bad.detail
     assert lab.bird is not None and lab.bird.wait_established(["node1_v4"], 20)
-    assert wait_until(lambda: lab.nexthops(V4) == {NODE4}, 10)
+    assert wait_until(lambda: lab.nexthops(f"{V4}/32") == {NODE4}, 10)
     # FRR was never touched by the bad text: the file on disk is the good one.
     assert lab.frr is not None
     assert (lab.frr.dir("node1") / "frr.conf").read_text() == good
@@ -110,7 +106,9 @@ def test_a_burst_of_changes_costs_one_reload(
     assert len(seen) == 1, seen  # one attempt for the whole burst, the newest text
     assert all(o == seen[0] for o in outcomes) and seen[0].generation == len(texts)
     assert seen[0].result.ok
-    assert wait_until(lambda: lab.nexthops(V4B) == {NODE4}, 10), "the last text announces V4B"
+    assert wait_until(lambda: lab.nexthops(f"{V4B}/32") == {NODE4}, 10), (
+        "the last text announces V4B"
+    )
 
 
 def test_graceful_restart_change_is_applied_and_the_session_reset(
@@ -140,7 +138,7 @@ def test_graceful_restart_change_is_applied_and_the_session_reset(
     assert lab.frr.wait_established("node1", [ROUTER4], 20)
     assert wait_until(lambda: "advertisedAndReceived" in caps(), 10), caps()
     # ... and the router has the route again.
-    assert wait_until(lambda: lab.nexthops(V4) == {NODE4}, 10)
+    assert wait_until(lambda: lab.nexthops(f"{V4}/32") == {NODE4}, 10)
 
 
 def test_withdraw_all_keeps_the_session_and_removes_the_route(
@@ -151,14 +149,16 @@ def test_withdraw_all_keeps_the_session_and_removes_the_route(
 
     async def scenario() -> tuple[ReloadOutcome, ReloadOutcome]:
         on = await rl.apply(node_config((V4,)))
-        assert wait_until(lambda: lab.nexthops(V4) == {NODE4}, 20)
+        assert wait_until(lambda: lab.nexthops(f"{V4}/32") == {NODE4}, 20)
         off = await rl.withdraw_all()
         await rl.close()
         return on, off
 
     on, off = run(scenario())
     assert on.result.ok and off.result.ok
-    assert wait_until(lambda: not lab.nexthops(V4), 5), "the router still routes to the node"
+    assert wait_until(lambda: not lab.nexthops(f"{V4}/32"), 5), (
+        "the router still routes to the node"
+    )
     assert lab.bird.protocol_states()["node1_v4"] == "Established"
 
 
@@ -184,7 +184,7 @@ def test_frr_down_is_unavailable_and_retried_until_it_is_back(
     assert first.result is ReloadResult.UNAVAILABLE
     assert seen[-1].result.ok, seen
     assert all(o.generation == 1 for o in seen) and seen[-1].attempt >= 2
-    assert wait_until(lambda: lab.nexthops(V4) == {NODE4}, 20)
+    assert wait_until(lambda: lab.nexthops(f"{V4}/32") == {NODE4}, 20)
 
 
 def test_a_reload_frr_refuses_restores_the_last_good(
