@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from l2agent.bgp.announcer import BgpAnnouncer, FrrApplier
 from l2agent.bgp.frr_config import FrrOptions
@@ -28,7 +30,10 @@ from l2agent.bgp.plan import BgpPlan
 from l2agent.model.snapshot import ClusterState
 from l2agent.plan import InputSource
 
-__all__ = ["BgpLink"]
+if TYPE_CHECKING:
+    from l2agent.speaker.run import Speaker
+
+__all__ = ["BgpLink", "attach_bgp"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,7 @@ class BgpLink:
         drain: float = 2.0,
         prefixes_sent: Callable[[], Awaitable[int | None]] | None = None,
         on_plan: Callable[[BgpPlan], None] | None = None,
+        close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.announcer = BgpAnnouncer(
             node,
@@ -69,6 +75,7 @@ class BgpLink:
         self._state = state
         self.drain = drain
         self.prefixes_sent = prefixes_sent
+        self._close = close
         self._seen: ClusterState | None = None
         self._engaged = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -77,7 +84,12 @@ class BgpLink:
     def plan(self) -> BgpPlan | None:
         return self.announcer.plan
 
-    def plan_changed(self, _outcome: object = None) -> None:
+    @property
+    def engaged(self) -> bool:
+        """True once this node has had a BGP session (from then on FRR is kept in step)."""
+        return self._engaged
+
+    def plan_changed(self, outcome: object = None) -> None:
         """A speaker plan listener: replan BGP when the snapshot itself changed (membership
         changes do not concern BGP mode: every eligible node announces)."""
         state = self._state()
@@ -111,7 +123,62 @@ class BgpLink:
         task.add_done_callback(self._tasks.discard)
 
     async def withdraw(self) -> None:
-        """Before stopping: announce nothing, wait for FRR to have told the peers."""
-        if not self._engaged:
-            return
-        await self.announcer.withdraw(self.drain, prefixes_sent=self.prefixes_sent)
+        """Before stopping: announce nothing, wait for FRR to have told the peers; then
+        stop the reloader (FRR itself keeps running until its own container stops)."""
+        try:
+            if self._engaged:
+                await self.announcer.withdraw(self.drain, prefixes_sent=self.prefixes_sent)
+        finally:
+            if self._close is not None:
+                await self._close()
+
+
+def attach_bgp(
+    speaker: Speaker,
+    *,
+    config_dir: Path,
+    run_dir: Path,
+    drain: float,
+) -> BgpLink:
+    """BGP mode for `speaker`: the FRR reloader, FRR's state for metrics and draining, and
+    the link that keeps them in step (what `l2agent speaker` wires up)."""
+    from l2agent.bgp.forwarding import read_forwarding
+    from l2agent.bgp.frr_poll import FrrStatePoller
+    from l2agent.bgp.reload import FrrReloader
+    from l2agent.metrics import BgpMetrics
+
+    poller = FrrStatePoller(run_dir, config_dir=config_dir)
+    metrics = BgpMetrics(speaker.registry, frr_state=lambda: poller.state)
+    reloader = FrrReloader(config_dir, run_dir, on_outcome=metrics.reload_finished)
+
+    async def prefixes_sent() -> int | None:
+        """A fresh reading (the shared poller caches for its interval)."""
+        state = await FrrStatePoller(run_dir, config_dir=config_dir, interval=0.0).poll()
+        if state.error is not None:
+            return None
+        return sum(s.prefixes_sent for s in state.sessions)
+
+    options = speaker.options
+    link = BgpLink(
+        options.node,
+        reloader,
+        lambda: speaker.state,
+        frr_options=FrrOptions(hostname=socket.gethostname(), forwarding=read_forwarding()),
+        source=options.source,
+        ignore_exclude_lb=options.ignore_exclude_lb,
+        lb_class=options.lb_class,
+        drain=drain,
+        prefixes_sent=prefixes_sent,
+        close=reloader.close,
+    )
+
+    async def poll_while_engaged() -> None:
+        while True:
+            if link.engaged:
+                await poller.poll()
+            await asyncio.sleep(poller.interval)
+
+    speaker.plan_listeners.append(link.plan_changed)
+    speaker.on_leave.append(link.withdraw)
+    speaker.background.append(poll_while_engaged)
+    return link

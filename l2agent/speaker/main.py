@@ -18,6 +18,7 @@ from l2agent.announce.schedule import AnnounceConfig
 from l2agent.interfaces.inventory import DEFAULT_EXCLUDE
 from l2agent.metrics import SpeakerMetrics
 from l2agent.plan import InputSource
+from l2agent.speaker.bgp import attach_bgp
 from l2agent.speaker.files import ConfigFiles
 from l2agent.speaker.gossip import GossipMembership
 from l2agent.speaker.membership import Membership, StaticMembership
@@ -111,6 +112,12 @@ def run_speaker(args: argparse.Namespace) -> int:
     async def main() -> int:
         speaker = Speaker(options_from(args), membership)
         speaker.on_started.append(functools.partial(raise_priority, args.realtime_priority))
+        attach_bgp(
+            speaker,
+            config_dir=Path(args.frr_config_dir),
+            run_dir=Path(args.frr_run_dir),
+            drain=args.bgp_drain,
+        )
         if args.config and not _attach_files(speaker, args.config, speaker.metrics):
             return 2
         if args.kubeconfig:
