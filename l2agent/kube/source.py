@@ -25,10 +25,11 @@ from kubernetes import client
 
 from l2agent.kube.cache import WatchedObjects
 from l2agent.kube.events import SPEAKER_COMPONENT, EventRecorder, ObjectRef, Reason
-from l2agent.kube.status import L2StatusWriter
+from l2agent.kube.status import L2StatusWriter, relevant_l2_statuses
 from l2agent.kube.watch import WatchConfig
 from l2agent.model.crds import InterfaceSelection
 from l2agent.model.snapshot import BuildResult, build_state
+from l2agent.ratelimit import TokenBucket
 
 __all__ = ["SPEAKER_RESOURCES", "KubeSource", "SourceConfig"]
 
@@ -52,6 +53,10 @@ class SourceConfig:
     """Seconds of quiet before a burst of changes becomes one snapshot."""
     event_dedupe: float = 60.0
     """Identical Events are not repeated within this many seconds."""
+    status_writes_per_second: float = 10.0
+    """ServiceL2Status writes (create, status, delete) per second on average, at most."""
+    status_write_burst: int = 20
+    """ServiceL2Status writes allowed at once (a start-up with many Services)."""
 
 
 class KubeSource:
@@ -89,8 +94,16 @@ class KubeSource:
             dedupe_window=self.config.event_dedupe,
         )
         self._l2 = L2StatusWriter(
-            api, namespace=namespace, node=node_name, pod_name=pod_name, pod_uid=pod_uid
+            api,
+            namespace=namespace,
+            node=node_name,
+            pod_name=pod_name,
+            pod_uid=pod_uid,
+            limiter=TokenBucket(
+                self.config.status_writes_per_second, self.config.status_write_burst
+            ),
         )
+        self._status_seen: tuple[tuple[str, str], ...] | None = None
         self._announcing: dict[str, tuple[str, ...]] | None = None
         self._status_wake = threading.Condition()
         self._status_dirty = False
@@ -178,11 +191,25 @@ class KubeSource:
         try:
             self._on_snapshot(result)
         finally:
-            # Someone may have deleted or edited our ServiceL2Status: re-check it.
+            # Someone may have deleted or edited our ServiceL2Status (or a node left and
+            # its objects are ours to clean up): re-check. Other nodes' objects changing
+            # is no reason to look: that is what made two speakers ping-pong.
+            seen = relevant_l2_statuses(
+                self.node_name, self._watched.objects("servicel2statuses"), self._node_names()
+            )
             with self._status_wake:
-                if self._announcing is not None:
+                if self._announcing is not None and seen != self._status_seen:
+                    self._status_seen = seen
                     self._status_dirty = True
                     self._status_wake.notify_all()
+
+    def _node_names(self) -> frozenset[str] | None:
+        """The cluster's nodes, or None when our own is missing (the view is not one to
+        delete other nodes' objects by)."""
+        names = frozenset(
+            str((n.get("metadata") or {}).get("name")) for n in self._watched.objects("nodes")
+        )
+        return names if self.node_name in names else None
 
     def _status_loop(self) -> None:
         while not self._stopping.is_set():
@@ -196,9 +223,11 @@ class KubeSource:
             if not self._watched.synced:
                 continue
             existing, version = self._watched.snapshot_of("servicel2statuses")
-            failed = self._l2.sync(desired, existing, version)
+            failed = self._l2.sync(desired, existing, version, self._node_names())
             if failed:
-                # Retry later (an outage, a conflict); do not spin.
-                self._stopping.wait(self.config.watch.backoff_initial)
+                # Out of tokens: wait for the next one. A failure (an outage, a conflict):
+                # back off. Either way do not spin.
+                pause = self._l2.retry_in() if self._l2.deferred else 0.0
+                self._stopping.wait(max(pause, self.config.watch.backoff_initial))
                 with self._status_wake:
                     self._status_dirty = True

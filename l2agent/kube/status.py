@@ -3,17 +3,21 @@
 Service allocations go through the `status` subresource (a merge patch of
 `status.loadBalancer`), the pool name through the `metallb.io/ip-allocated-from-pool`
 annotation, pool counts through the IPAddressPool status subresource. ServiceL2Status
-objects are kept the way MetalLB's speaker keeps them: the announcing node owns one object
-per Service (`generateName: l2-`, labels `metallb.io/node`, `metallb.io/service-name`,
+objects are kept as MetalLB's speaker shapes them: the announcing node owns one object per
+Service (`generateName: l2-`, labels `metallb.io/node`, `metallb.io/service-name`,
 `metallb.io/service-namespace`); a node deletes its own objects for Services it no longer
-announces, and the announcer deletes other nodes' objects and duplicates. `plan_l2_status`
-is the pure diff; `L2StatusWriter` applies it.
+announces, and its own duplicates. Unlike MetalLB, a node leaves other nodes' objects alone
+unless that node is gone from the cluster: two speakers that both announce a Service for a
+moment (a partition) then keep one object each instead of deleting each other's in a loop.
+`plan_l2_status` is the pure diff; `L2StatusWriter` applies it, at most as fast as its
+token bucket allows.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +25,7 @@ from kubernetes import client
 
 from l2agent.kube.convert import ApiFailure, api_failure, call, call_json
 from l2agent.model.types import IPAddress
+from l2agent.ratelimit import TokenBucket
 
 __all__ = [
     "ALLOCATED_FROM_POOL",
@@ -31,6 +36,7 @@ __all__ = [
     "L2StatusWriter",
     "ServiceStatusWriter",
     "plan_l2_status",
+    "relevant_l2_statuses",
 ]
 
 log = logging.getLogger(__name__)
@@ -128,9 +134,14 @@ def plan_l2_status(
     node: str,
     announcing: Mapping[str, tuple[str, ...]],
     existing: Iterable[Mapping[str, Any]],
+    nodes: Collection[str] | None = None,
 ) -> L2StatusPlan:
     """Pure diff. `announcing`: service key -> interfaces (sorted; empty = all) for what
-    this node announces; `existing`: the ServiceL2Status objects in the namespace."""
+    this node announces; `existing`: the ServiceL2Status objects in the namespace; `nodes`:
+    the cluster's node names (None: unknown). Only this node's objects are created, changed
+    or deleted, plus, for a Service this node announces, the objects of nodes not in
+    `nodes` (gone from the cluster). Another live node's object is never touched: that node
+    keeps its own, so a brief double claim costs no writes at all."""
     by_service: dict[str, list[Mapping[str, Any]]] = {}
     for obj in existing:
         labels = _labels(obj)
@@ -144,12 +155,15 @@ def plan_l2_status(
             (o for o in objs if _labels(o).get(LABEL_NODE) == node),
             key=lambda o: str(o["metadata"]["name"]),
         )
-        others = [o for o in objs if _labels(o).get(LABEL_NODE) != node]
         if key not in announcing:
             delete.extend(str(o["metadata"]["name"]) for o in mine)
             continue
-        # We announce it: other nodes' objects are stale, and we keep exactly one.
-        delete.extend(str(o["metadata"]["name"]) for o in others)
+        if nodes is not None:
+            delete.extend(
+                str(o["metadata"]["name"])
+                for o in objs
+                if _labels(o).get(LABEL_NODE) != node and _labels(o).get(LABEL_NODE) not in nodes
+            )
         keep, extra = (mine[0], mine[1:]) if mine else (None, [])
         delete.extend(str(o["metadata"]["name"]) for o in extra)
         if keep is None:
@@ -160,6 +174,20 @@ def plan_l2_status(
         if key not in by_service:
             create.append((key, announcing[key]))
     return L2StatusPlan(tuple(create), tuple(update), tuple(sorted(set(delete))))
+
+
+def relevant_l2_statuses(
+    node: str, existing: Iterable[Mapping[str, Any]], nodes: Collection[str] | None
+) -> tuple[tuple[str, str], ...]:
+    """(name, resourceVersion) of the objects `plan_l2_status` may act on: this node's own,
+    and those of nodes gone from the cluster. A change elsewhere is no reason to look."""
+    out = []
+    for obj in existing:
+        owner = _labels(obj).get(LABEL_NODE)
+        if owner == node or (nodes is not None and owner not in nodes):
+            meta = obj.get("metadata") or {}
+            out.append((str(meta.get("name")), str(meta.get("resourceVersion") or "")))
+    return tuple(sorted(out))
 
 
 class L2StatusWriter:
@@ -174,33 +202,55 @@ class L2StatusWriter:
         node: str,
         pod_name: str | None = None,
         pod_uid: str | None = None,
+        limiter: TokenBucket | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.namespace = namespace
         self.node = node
         self.pod_name = pod_name
         self.pod_uid = pod_uid
+        self.limiter = limiter
+        """Every API write spends a token; a write without one waits for a later sync."""
+        self._clock = clock
         self.failures = 0
+        self.writes = 0
+        self.deferred = 0
+        """Writes the last `apply` left for later for want of a token."""
         self._created: dict[str, tuple[Mapping[str, Any], str]] = {}
         self._deleted: set[str] = set()
 
     def apply(self, plan: L2StatusPlan) -> int:
-        """Apply the plan; returns how many writes failed (they are retried next sync)."""
+        """Apply the plan; returns how many writes failed or were deferred for want of a
+        token (`deferred`): both are retried on the next sync."""
         failed = 0
+        self.deferred = 0
         for name in plan.delete:
-            failed += self._delete(name)
+            failed += self._delete(name) if self._token() else 0
         for key, ifaces in plan.create:
-            failed += self._create(key, ifaces)
+            failed += self._create(key, ifaces) if self._token() else 0
         for name, key, ifaces in plan.update:
-            failed += self._set_status(name, key, ifaces)
+            failed += self._set_status(name, key, ifaces) if self._token() else 0
         self.failures += failed
-        return failed
+        return failed + self.deferred
+
+    def retry_in(self) -> float:
+        """Seconds until the next write may go (0 without a limiter)."""
+        return 0.0 if self.limiter is None else self.limiter.wait(self._clock())
+
+    def _token(self) -> bool:
+        if self.limiter is None or self.limiter.take(self._clock()):
+            self.writes += 1
+            return True
+        self.deferred += 1
+        return False
 
     def sync(
         self,
         announcing: Mapping[str, tuple[str, ...]],
         existing: Iterable[Mapping[str, Any]],
         cache_version: str | None = None,
+        nodes: Collection[str] | None = None,
     ) -> int:
         """Diff and apply. `existing` usually comes from a watch cache that lags our own
         writes (`cache_version`: the resourceVersion the cache has reached), so objects we
@@ -215,7 +265,7 @@ class L2StatusWriter:
         self._deleted &= set(seen)
         view = {n: o for n, o in seen.items() if n not in self._deleted}
         view.update({n: o for n, (o, _) in self._created.items()})
-        return self.apply(plan_l2_status(self.node, announcing, view.values()))
+        return self.apply(plan_l2_status(self.node, announcing, view.values(), nodes))
 
     def _status(self, key: str, ifaces: tuple[str, ...]) -> dict[str, Any]:
         ns, _, name = key.partition("/")
@@ -260,10 +310,13 @@ class L2StatusWriter:
         except Exception as exc:
             log.warning("ServiceL2Status for %s: create failed: %s", key, api_failure(exc).message)
             return 1
-        # The status subresource ignores status on create: write it separately.
-        created["status"] = self._status(key, ifaces)
+        # The status subresource ignores status on create: write it separately (without
+        # a token now, the next sync sees an object with no status and writes it then).
         rv = str(created["metadata"].get("resourceVersion") or "")
         self._created[str(created["metadata"]["name"])] = (created, rv)
+        if not self._token():
+            return 0
+        created["status"] = self._status(key, ifaces)
         return self._set_status(str(created["metadata"]["name"]), key, ifaces)
 
     def _set_status(self, obj_name: str, key: str, ifaces: tuple[str, ...]) -> int:

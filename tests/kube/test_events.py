@@ -26,6 +26,7 @@ from l2agent.kube.status import (
     ServiceStatusWriter,
     plan_l2_status,
 )
+from l2agent.ratelimit import TokenBucket
 
 NS = "metallb-system"
 
@@ -212,7 +213,8 @@ def l2obj(name: str, node: str, svc: str, ifaces: list[str] | None = None) -> di
         ({"d/a": ()}, [l2obj("l2-1", "me", "d/a")], [], [("l2-1", "d/a", ())], []),
         # no longer ours: delete our object, leave other nodes' alone
         ({}, [l2obj("l2-1", "me", "d/a", []), l2obj("l2-2", "other", "d/b", [])], [], [], ["l2-1"]),
-        # ours now: delete the previous owner's object and our duplicates
+        # ours now: delete our duplicates; the other node (still in the cluster) keeps its
+        # own object, so two speakers that both claim a Service never delete each other's
         (
             {"d/a": ()},
             [
@@ -222,8 +224,18 @@ def l2obj(name: str, node: str, svc: str, ifaces: list[str] | None = None) -> di
             ],
             [],
             [],
-            ["l2-1", "l2-3"],
+            ["l2-3"],
         ),
+        # ... unless that node is gone from the cluster: then the announcer cleans up
+        (
+            {"d/a": ()},
+            [l2obj("l2-1", "gone", "d/a", []), l2obj("l2-2", "me", "d/a", [])],
+            [],
+            [],
+            ["l2-1"],
+        ),
+        # a gone node's object for a Service we do not announce is not ours to delete
+        ({}, [l2obj("l2-1", "gone", "d/a", [])], [], [], []),
     ],
 )
 def test_l2_status_plan(
@@ -233,7 +245,7 @@ def test_l2_status_plan(
     update: list[Any],
     delete: list[str],
 ) -> None:
-    plan = plan_l2_status("me", announcing, existing)
+    plan = plan_l2_status("me", announcing, existing, nodes={"me", "other"})
     assert list(plan.create) == create
     assert list(plan.update) == update
     assert list(plan.delete) == delete
@@ -243,11 +255,11 @@ def test_l2_status_writer_creates_like_metallb(
     apiserver: Any, api_client: client.ApiClient
 ) -> None:
     w = L2StatusWriter(api_client, namespace=NS, node="node-1", pod_name="speaker-x", pod_uid="u9")
-    apiserver.put(l2obj("l2-old", "node-2", "default/web", []))
+    apiserver.put(l2obj("l2-old", "node-2", "default/web", []))  # node-2 has left
     existing = apiserver.items("ServiceL2Status")
-    assert w.sync({"default/web": ("eth0",)}, existing) == 0
+    assert w.sync({"default/web": ("eth0",)}, existing, nodes={"node-1"}) == 0
     # The cache has not caught up yet: a second sync must not create a duplicate.
-    assert w.sync({"default/web": ("eth0",)}, existing) == 0
+    assert w.sync({"default/web": ("eth0",)}, existing, nodes={"node-1"}) == 0
     (obj,) = apiserver.items("ServiceL2Status")
     assert obj["metadata"]["name"].startswith("l2-")
     assert obj["metadata"]["labels"] == {
@@ -286,3 +298,28 @@ def test_l2_status_objects_validate_against_our_crd(
     w.sync({"default/web": ()}, [])
     (obj,) = apiserver.items("ServiceL2Status")
     jsonschema.validate(obj, schema)
+
+
+def test_l2_status_writes_are_rate_limited(apiserver: Any, api_client: client.ApiClient) -> None:
+    """A burst of Services costs at most the bucket's burst now; the rest waits for tokens."""
+    now = [0.0]
+    w = L2StatusWriter(
+        api_client,
+        namespace=NS,
+        node="node-1",
+        limiter=TokenBucket(rate=2.0, burst=3),
+        clock=lambda: now[0],
+    )
+    wanted = {f"default/s{i}": () for i in range(4)}
+    # 3 writes (s0 created with its status, s1 created); s1's status, s2 and s3 wait
+    assert w.sync(wanted, []) == 3
+    assert (w.writes, w.deferred) == (3, 3)
+    assert len(apiserver.requests_for("POST", "/servicel2statuses")) == 2
+    assert w.retry_in() == pytest.approx(0.5)
+    now[0] = 10.0  # the bucket refills to its burst, never beyond
+    assert w.sync(wanted, apiserver.items("ServiceL2Status")) == 2
+    assert w.writes == 6
+    now[0] = 20.0
+    assert w.sync(wanted, apiserver.items("ServiceL2Status")) == 0
+    assert all(o.get("status") for o in apiserver.items("ServiceL2Status"))
+    assert len(apiserver.items("ServiceL2Status")) == 4

@@ -49,6 +49,7 @@ CORE_MODULES = (
     "l2agent.speaker.ownership",
     "l2agent.speaker.membership",
     "l2agent.controller.planner",
+    "l2agent.ratelimit",
     "l2agent.bgp.frr_state",
     "l2agent.bgp.reload_outcome",
 )
