@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from l2agent.model.crds import IPAddressPool
+from l2agent.model.held import ANN_ALLOCATED_FROM_POOL
 from l2agent.model.selectors import any_matches
 from l2agent.model.snapshot import ClusterState
 from l2agent.model.types import IPAddress
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 ANN_ADDRESS_POOL = "metallb.io/address-pool"
 ANN_LOADBALANCER_IPS = "metallb.io/loadBalancerIPs"
 ANN_SHARED_IP = "metallb.io/allow-shared-ip"
-ANN_ALLOCATED_FROM_POOL = "metallb.io/ip-allocated-from-pool"
 _DEPRECATED_PREFIX = "metallb.universe.tf/"
 
 
@@ -72,11 +72,14 @@ class AllocationFailure(enum.Enum):
 class Assignment:
     """The IPs a service holds (primary family first) and the pool they come from.
 
-    `pool` is None only for status IPs taken on trust that lie in no pool.
+    `pool` is None only for status IPs taken on trust that lie in no pool. `held`: the
+    pool was left out of the configuration and the Service keeps the IPs it had from it
+    (`ClusterState.held_pool_for`); nothing else may take them meanwhile.
     """
 
     ips: tuple[IPAddress, ...]
     pool: str | None
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,14 +277,21 @@ def allocate(
     services.sort(key=lambda s: (-len(s.ingress_ips), s.namespace, s.name))
     book = _Book()
     results: dict[str, Assignment | AllocationError] = {}
+    for svc in services:  # held Services first: their IPs are taken, whatever else happens
+        held = state.held_pool_for(svc)
+        if held is not None:
+            book.add(svc.key, svc.ingress_ips, svc.ports, sharing_key(svc), backend_key(svc))
+            results[svc.key] = Assignment(svc.ingress_ips, held.name, held=True)
     for svc in services:
+        if svc.key in results:
+            continue
         result = _allocate_one(state, book, svc, trust_status)
         results[svc.key] = result
         if isinstance(result, AllocationError):
             log.info("allocation failed for %s: %s", svc.key, result.message)
     in_use: dict[str, set[IPAddress]] = {}
     for result in results.values():
-        if isinstance(result, Assignment) and result.pool is not None:
+        if isinstance(result, Assignment) and result.pool is not None and not result.held:
             in_use.setdefault(result.pool, set()).update(result.ips)
     return Allocation(
         results=MappingProxyType(dict(sorted(results.items()))),
@@ -315,6 +325,12 @@ def _allocate_one(
             )
     pool_name = annotation(svc, ANN_ADDRESS_POOL)
     if pool_name is not None and state.pool(pool_name) is None:
+        held = state.held_pool(pool_name)
+        if held is not None:
+            return AllocationError(
+                AllocationFailure.UNKNOWN_POOL,
+                f'pool "{pool_name}" is left out of the configuration: {held.problem.message}',
+            )
         return AllocationError(AllocationFailure.UNKNOWN_POOL, f'unknown pool "{pool_name}"')
     req = _Request(svc, families, require_all, req_ips, pool_name, sharing, backend)
 

@@ -106,7 +106,7 @@ class _ConfigMetrics:
         )
         self._rejected = Counter(
             "l2agent_config_rejected",
-            "Configurations rejected (the previous one stays in force).",
+            "Configurations applied with objects left out, or not readable at all.",
             registry=registry,
         )
         self._k8s_updates = Counter(
@@ -126,19 +126,35 @@ class _ConfigMetrics:
         )
         self._stale = Gauge(
             "metallb_k8s_client_config_stale_bool",
-            "1 while running on a configuration older than the latest one seen (MetalLB name).",
+            "1 while the configuration in force is not all of the latest one seen: an object "
+            "left out, or unreadable files (MetalLB name).",
+            registry=registry,
+        )
+        self._left_out = Gauge(
+            "l2agent_config_objects_left_out",
+            "Configuration objects left out (invalid or in conflict); each costs only itself.",
             registry=registry,
         )
 
     def config_reloaded(self) -> None:
-        """A new configuration was accepted and is now in force."""
+        """A new configuration was accepted whole and is now in force."""
+        self.config_applied(0)
+
+    def config_applied(self, left_out: int) -> None:
+        """A configuration is in force with `left_out` objects left out of it (a bad
+        object costs only itself; the configuration is stale while there are any)."""
         self._reloads.inc()
         self._k8s_updates.inc()
         self._loaded.set(1)
-        self._stale.set(0)
+        self._left_out.set(left_out)
+        self._stale.set(1 if left_out else 0)
+        if left_out:
+            self._rejected.inc()
+            self._k8s_update_errors.inc()
 
     def config_rejected(self) -> None:
-        """A new configuration was rejected; whatever was loaded before stays in force."""
+        """A new configuration could not be read at all (files that do not parse); whatever
+        was loaded before stays in force."""
         self._rejected.inc()
         self._k8s_updates.inc()
         self._k8s_update_errors.inc()

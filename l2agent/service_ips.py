@@ -66,6 +66,10 @@ def service_ips(
         return NoServiceIPs(NotAnnouncing.ALLOCATION_FAILED, error=result.message)
     if result is None or (not svc.ingress_ips and source is InputSource.CLUSTER):
         return NoServiceIPs(NotAnnouncing.NO_IP)
+    held = state.held_pool(result.pool) if result.held and result.pool is not None else None
+    if held is not None:
+        # Its pool is left out: it keeps its IPs, announced as that pool's would be.
+        return ServiceIPs(result.ips, held.stand_in(svc))
     pool = state.pool(result.pool) if result.pool is not None else None
     if pool is None:
         return NoServiceIPs(

@@ -1,8 +1,10 @@
 """The controller's pure half: from a state and its allocation, what to write and which
 Events to emit. No I/O: the runner (`l2agent.controller.runner`) applies the writes.
 
-Per Service of our class (`plan_writes`), one of three cases:
+Per Service of our class (`plan_writes`), one of four cases:
 - not a LoadBalancer any more (or no allocation): clear the ingress and pool we gave it;
+- held (its pool is left out of the configuration): write nothing, keep its IPs, and say
+  why in a Warning Event (PoolInvalid);
 - an `Assignment`: write the IPs and pool where they differ, with MetalLB's Events
   (IPAllocated, ClearAssignment when IPs move, AdditionalAssignFailed for a half-served
   PreferDualStack);
@@ -94,6 +96,8 @@ def plan_writes(
         result = allocation.get(svc.key) if svc.is_load_balancer else None
         if result is None:
             write = _release(svc)
+        elif isinstance(result, Assignment) and result.held:
+            write = _hold(svc, result, state)
         elif isinstance(result, Assignment):
             write = _assign(svc, result)
         else:
@@ -101,6 +105,23 @@ def plan_writes(
         if write is not None:
             out.append(write)
     return out
+
+
+def _hold(svc: ServiceView, result: Assignment, state: ClusterState) -> ServiceWrite:
+    """Its pool is left out: nothing changes on the Service but a Warning saying why."""
+    held = state.held_pool(result.pool) if result.pool is not None else None
+    why = held.problem.message if held is not None else "it is left out"
+    return ServiceWrite(
+        svc.key,
+        events=(
+            PlannedEvent(
+                EventType.WARNING,
+                Reason.POOL_INVALID,
+                f"keeping IPs {_go_quoted(result.ips)} while pool {result.pool} cannot be "
+                f"used: {why}",
+            ),
+        ),
+    )
 
 
 def _release(svc: ServiceView) -> ServiceWrite | None:

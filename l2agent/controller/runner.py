@@ -5,9 +5,9 @@ Lease runs the pure allocator and planner (`l2agent.controller.planner`) on the 
 `ClusterState` and writes the difference: `status.loadBalancer.ingress`, the
 `metallb.io/ip-allocated-from-pool` annotation, pool status counts, and the Events MetalLB
 users grep for. The standby replica watches too, so it takes over with a warm cache. What a
-bad configuration object costs is `l2agent.model.problems.cost`'s decision (today: a bad
-pool or advertisement keeps the last good configuration, so a typo in a new pool can never
-clear the IPs of running Services).
+bad configuration object costs is `l2agent.model.problems.cost`'s decision (today: only
+itself; the rest is served, a Service whose pool is left out keeps its IPs with a
+PoolInvalid Warning, and the bad object gets an InvalidConfig Warning of its own).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from l2agent.kube.lease import LeaseConfig, LeaseElector
 from l2agent.kube.status import ServiceStatusWriter
 from l2agent.kube.watch import WatchConfig
 from l2agent.metrics import ControllerMetrics, PoolUsage
+from l2agent.model.problems import ObjectProblem
 from l2agent.model.snapshot import BuildResult, ClusterState, build_state
 
 __all__ = ["CONTROLLER_RESOURCES", "Controller", "ControllerConfig", "PassReport"]
@@ -43,12 +44,19 @@ __all__ = ["CONTROLLER_RESOURCES", "Controller", "ControllerConfig", "PassReport
 log = logging.getLogger(__name__)
 
 CONTROLLER_RESOURCES = ("services", "namespaces", "ipaddresspools", "l2advertisements")
+_CONFIG_RESOURCES = ("ipaddresspools", "l2advertisements", "namespaces")
 _DEPRECATED_PREFIX = "metallb.universe.tf/"
 
 
 def _ref_key(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
+
+
+def _versioned_key(obj: Mapping[str, Any]) -> str:
+    """`Kind ns/name@resourceVersion`: the configuration's objects, each at its version."""
+    rv = (obj.get("metadata") or {}).get("resourceVersion") or ""
+    return f"{obj.get('kind')} {_ref_key(obj)}@{rv}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +80,8 @@ class PassReport:
     writes: int = 0
     failed: int = 0
     events: int = 0
-    config_rejected: bool = False
+    left_out: tuple[ObjectProblem, ...] = ()
+    """Configuration objects left out of this pass (each costs only itself)."""
     skipped: str | None = None
 
 
@@ -112,8 +121,9 @@ class Controller:
         self.usage: tuple[PoolUsage, ...] = ()
         self.last_report: PassReport | None = None
         self.passes = 0
-        self._good_config: list[Mapping[str, Any]] | None = None
-        self._rejected_config: list[Mapping[str, Any]] | None = None
+        self._reported: frozenset[ObjectProblem] = frozenset()
+        self._posted: set[ObjectProblem] = set()
+        self._config_version: tuple[str, ...] | None = None
         # key -> (what we wrote, the resourceVersion the cache had for it then)
         self._inflight: dict[str, tuple[ServiceWrite, str | None]] = {}
         self._pool_status_written: dict[str, dict[str, int]] = {}
@@ -165,6 +175,7 @@ class Controller:
         log.info("leading: reconciling every Service")
         self._inflight.clear()
         self._pool_status_written.clear()
+        self._posted.clear()  # the new leader says what is wrong, whoever said it before
         self._wake()
 
     def _lost_leadership(self) -> None:
@@ -189,33 +200,31 @@ class Controller:
 
     # ------------------------------------------------------------------ one pass
 
-    def _config_objects(self) -> tuple[list[Mapping[str, Any]], BuildResult | None]:
-        """The config in force: the current one if valid, else the last good one."""
-        current = self._watched.objects("ipaddresspools", "l2advertisements", "namespaces")
-        checked = build_state(current)
-        if not checked.blocking:
-            if self._good_config != current and self.metrics is not None:
-                self.metrics.config_reloaded()
-            self._good_config = current
-            self._rejected_config = None
-            return current, None
-        if self._rejected_config != current:
-            self._rejected_config = current
-            if self.metrics is not None:
-                self.metrics.config_rejected()
-            for problem in checked.blocking:
-                ref = self._watched.ref(
-                    problem.kind,
-                    problem.namespace or self.config.namespace,
-                    problem.name,
-                    "metallb.io/v1beta1",
-                )
-                self.events.warning(ref, Reason.INVALID_CONFIG, problem.message)
-            log.error(
-                "configuration rejected, keeping the last good one: %s",
-                "; ".join(p.message for p in checked.blocking),
+    def _report_problems(self, result: BuildResult, version: tuple[str, ...]) -> None:
+        """Each object left out is logged once, when it first appears, on every replica;
+        the stale-config metric follows every change; the leader posts an InvalidConfig
+        Warning on each bad configuration object (once per object and problem). `version`:
+        the configuration objects' resourceVersions (a change is a configuration update)."""
+        current = frozenset(p for p in result.dropped)
+        config = frozenset(result.stale)
+        for problem in sorted(current - self._reported, key=lambda p: p.ref):
+            log.warning("left out (the rest is served): %s", problem.message)
+        if self.metrics is not None and version != self._config_version:
+            self.metrics.config_applied(len(config))
+        self._config_version = version
+        self._reported = current
+        self._posted &= config
+        if not self.elector.is_leader:
+            return
+        for problem in sorted(config - self._posted, key=lambda p: p.ref):
+            ref = self._watched.ref(
+                problem.kind,
+                problem.namespace or self.config.namespace,
+                problem.name,
+                "metallb.io/v1beta1",
             )
-        return (self._good_config or []), checked
+            self.events.warning(ref, Reason.INVALID_CONFIG, problem.message)
+            self._posted.add(problem)
 
     def reconcile(self) -> PassReport:
         """One pass: allocate on the current state and write the differences (leader only)."""
@@ -225,13 +234,11 @@ class Controller:
         if not self._watched.synced:
             report.skipped = "not synced"
             return report
-        config_objs, rejected = self._config_objects()
-        report.config_rejected = rejected is not None
-        if rejected is not None and self._good_config is None:
-            report.skipped = "no valid configuration yet"
-            return report
         services = self._watched.objects("services")
-        result = build_state([*config_objs, *services])
+        config = self._watched.objects(*_CONFIG_RESOURCES)
+        result = build_state([*config, *services])
+        self._report_problems(result, tuple(_versioned_key(o) for o in config))
+        report.left_out = result.stale
         state = result.state
         allocation = allocate(state, lb_class=self.config.lb_class)
         self.usage = tuple(pool_usage(state, allocation))

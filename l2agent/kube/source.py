@@ -28,6 +28,7 @@ from l2agent.kube.events import SPEAKER_COMPONENT, EventRecorder, ObjectRef, Rea
 from l2agent.kube.status import L2StatusWriter, relevant_l2_statuses
 from l2agent.kube.watch import WatchConfig
 from l2agent.model.crds import InterfaceSelection
+from l2agent.model.problems import ObjectProblem
 from l2agent.model.snapshot import BuildResult, build_state
 from l2agent.ratelimit import TokenBucket
 
@@ -176,6 +177,13 @@ class KubeSource:
 
     def announce_failed(self, service_key: str, message: str) -> None:
         self.events.warning(self.service_ref(service_key), Reason.ANNOUNCE_FAILED, message)
+
+    def invalid_config(self, problem: ObjectProblem) -> None:
+        """An InvalidConfig Warning on the object left out (uid from the watch cache)."""
+        ref = self._watched.ref(
+            problem.kind, problem.namespace or self.namespace, problem.name, "metallb.io/v1beta1"
+        )
+        self.events.warning(ref, Reason.INVALID_CONFIG, problem.message)
 
     def service_ref(self, service_key: str) -> ObjectRef:
         """The Service as an Event names it, uid included (from the watch cache)."""

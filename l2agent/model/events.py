@@ -31,3 +31,5 @@ class Reason(enum.Enum):
     ANNOUNCE_FAILED = "announceFailed"
     # an object of ours that cannot be used (bad IPAddressPool / L2Advertisement)
     INVALID_CONFIG = "InvalidConfig"
+    # a Service keeps its IPs while the pool they came from is left out (ours, not MetalLB's)
+    POOL_INVALID = "PoolInvalid"

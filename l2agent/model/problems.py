@@ -2,10 +2,14 @@
 
 `build_state` reports every object it could not use as an `ObjectProblem` (which object,
 why, and a sentence for people). The static speaker, the Kubernetes speaker and the
-controller all hand those problems to `cost()`, so the three apply one policy: a problem
-whose cost is `Cost.CONFIG` refuses the whole configuration (the last good one stays in
-force), `Cost.OBJECT` leaves that object out and serves the rest, `Cost.NOTHING` is only
-reported. Changing the policy means changing `cost()`.
+controller all hand those problems to `cost()`, so the three apply one policy. Today's
+policy: a bad object costs only itself (`Cost.OBJECT`): it is left out, everything else is
+served, and what depended on it alone goes without it (an advertisement that names only a
+left-out pool announces nothing; a Service holding IPs from a left-out pool keeps them,
+see `l2agent.model.held`). Kinds l2agent does not act on cost nothing (`Cost.NOTHING`):
+they are only reported. No problem refuses the whole configuration any more: with a
+history-free rule every node, a freshly started one included, reaches the same state from
+the same objects. Changing the policy means changing `cost()`.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CONFIG_KINDS", "Cost", "ObjectProblem", "ProblemReason", "blocking", "cost"]
+__all__ = ["CONFIG_KINDS", "Cost", "ObjectProblem", "ProblemReason", "cost", "stale"]
 
-#: Kinds that shape where every IP goes: today a bad one refuses the whole configuration,
-#: as MetalLB does (a typo in a new pool must never clear the IPs of running Services).
+#: Configuration kinds (what shapes where IPs go, as opposed to Services, Nodes, ...): while
+#: one of them is left out, the configuration in force is not the one asked for, which the
+#: stale-config metric (MetalLB's `metallb_k8s_client_config_stale_bool`) reports.
 CONFIG_KINDS = frozenset(
     {"IPAddressPool", "L2Advertisement", "BGPPeer", "BGPAdvertisement", "BFDProfile", "Community"}
 )
@@ -42,7 +47,6 @@ class Cost(enum.Enum):
 
     NOTHING = "nothing"  # reported; nothing is dropped
     OBJECT = "object"  # that object is left out; everything else is served
-    CONFIG = "config"  # the whole configuration is refused; the last good one stays
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,15 +89,13 @@ def cost(problem: ObjectProblem) -> Cost:
     """The policy: what `problem` costs everything else (the only place that decides)."""
     if problem.reason in (ProblemReason.UNSUPPORTED_KIND, ProblemReason.UNKNOWN_KIND):
         return Cost.NOTHING
-    if problem.reason is ProblemReason.MISSING_REFERENCE:
-        # MetalLB's transient error: the object waits for what it names (a Secret arrives
-        # after its BGPPeer); refusing everything meanwhile would block unrelated changes.
-        return Cost.OBJECT
-    if problem.kind in CONFIG_KINDS:
-        return Cost.CONFIG
+    # Anything else, a pool or an advertisement included, costs only its own object.
+    # (MISSING_REFERENCE, MetalLB's transient error, is the same: the object waits for
+    # what it names, a Secret that arrives after its BGPPeer.)
     return Cost.OBJECT
 
 
-def blocking(problems: Iterable[ObjectProblem]) -> tuple[ObjectProblem, ...]:
-    """The problems that refuse the whole configuration (empty: use what was built)."""
-    return tuple(p for p in problems if cost(p) is Cost.CONFIG)
+def stale(problems: Iterable[ObjectProblem]) -> tuple[ObjectProblem, ...]:
+    """The configuration objects left out: while there are any, the configuration in force
+    is not all that was asked for (the stale-config metric)."""
+    return tuple(p for p in problems if p.kind in CONFIG_KINDS and cost(p) is Cost.OBJECT)

@@ -4,8 +4,9 @@
 (static YAML files, or objects the Kubernetes glue converted) into validated values, and
 reports what it could not use instead of raising: every object left out is an
 `ObjectProblem` (kinds we do not read are reported too; an object that names a Secret,
-BFDProfile or Community alias that is not there waits, as `MISSING_REFERENCE`). Whether a
-problem refuses the whole configuration is `l2agent.model.problems.cost`'s decision.
+BFDProfile or Community alias that is not there waits, as `MISSING_REFERENCE`). What a
+problem costs is `l2agent.model.problems.cost`'s decision (today: only its own object); a
+pool left out is kept as a `HeldPool`, so the Services holding its IPs keep them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from l2agent.model.bgp import (
 from l2agent.model.bgp_checks import check_advertisements, check_peers
 from l2agent.model.community import BGPCommunity, CommunityFormatError
 from l2agent.model.crds import IPAddressPool, L2Advertisement, ServiceL2Status, cidrs_overlap
-from l2agent.model.problems import Cost, ObjectProblem, ProblemReason, blocking, cost
+from l2agent.model.held import HeldPool, held_pool_for
+from l2agent.model.problems import Cost, ObjectProblem, ProblemReason, cost, stale
 from l2agent.model.secrets import SecretView
 from l2agent.model.types import IPAddress
 from l2agent.model.views import EndpointSliceView, NamespaceView, NodeView, ServiceView
@@ -67,6 +69,8 @@ class ClusterState:
     bfd_profiles: tuple[BFDProfile, ...] = ()
     communities: tuple[CommunityAliases, ...] = ()
     bgp_statuses: tuple[ServiceBGPStatus, ...] = ()
+    held_pools: tuple[HeldPool, ...] = ()
+    """Pools left out (bad, or in conflict with an earlier one): see `held_pool_for`."""
     _slices_index: Mapping[str, tuple[EndpointSliceView, ...]] = field(
         init=False, repr=False, compare=False, hash=False
     )
@@ -94,6 +98,7 @@ class ClusterState:
         bfd_profiles: Iterable[BFDProfile] = (),
         communities: Iterable[CommunityAliases] = (),
         bgp_statuses: Iterable[ServiceBGPStatus] = (),
+        held_pools: Iterable[HeldPool] = (),
     ) -> ClusterState:
         """Build from already-validated values (sorting them); no cross-object checks."""
         return cls(
@@ -111,6 +116,7 @@ class ClusterState:
             bfd_profiles=tuple(sorted(bfd_profiles, key=lambda b: b.name)),
             communities=tuple(sorted(communities, key=lambda c: c.name)),
             bgp_statuses=tuple(sorted(bgp_statuses, key=lambda s: (s.namespace, s.name))),
+            held_pools=tuple(sorted(held_pools, key=lambda h: h.name)),
         )
 
     def pool(self, name: str) -> IPAddressPool | None:
@@ -119,6 +125,13 @@ class ClusterState:
     def pool_for(self, ip: IPAddress) -> IPAddressPool | None:
         """The pool an IP belongs to (pools never overlap, so at most one)."""
         return next((p for p in self.pools if p.contains(ip)), None)
+
+    def held_pool_for(self, svc: ServiceView) -> HeldPool | None:
+        """The left-out pool whose IPs `svc` keeps (None: the Service is not held)."""
+        return held_pool_for(svc, self.held_pools, self.pools)
+
+    def held_pool(self, name: str) -> HeldPool | None:
+        return next((h for h in self.held_pools if h.name == name), None)
 
     def service(self, key: str) -> ServiceView | None:
         return next((s for s in self.services if s.key == key), None)
@@ -163,9 +176,10 @@ class BuildResult:
         return tuple(p for p in self.problems if cost(p) is not Cost.NOTHING)
 
     @property
-    def blocking(self) -> tuple[ObjectProblem, ...]:
-        """Problems that refuse the whole configuration under the policy (`cost`)."""
-        return blocking(self.problems)
+    def stale(self) -> tuple[ObjectProblem, ...]:
+        """Configuration objects left out (the configuration in force is not all that was
+        asked for: the stale-config metric)."""
+        return stale(self.problems)
 
     @property
     def ok(self) -> bool:
@@ -207,20 +221,33 @@ def build_state(objects: Iterable[Any]) -> BuildResult:
 
     Cross-object rules (MetalLB's): pool names unique, CIDRs of different pools disjoint
     (containment counts: 10.0.0.0/8 and 10.0.0.0/16 clash), advertisement names unique.
-    The first object wins a clash; the later one is dropped with a problem.
+    The earlier object wins a clash (pools: the older by creationTimestamp, then by name,
+    so every node picks the same one whatever order its watches saw them in); the later
+    one is dropped with a problem. A pool left out is kept as a `HeldPool`.
     """
     problems: list[ObjectProblem] = []
     parsed: dict[str, list[Any]] = {kind: [] for kind in _PARSERS}
     deferred: list[Mapping[str, Any]] = []
+    held: list[HeldPool] = []
+    created: dict[tuple[str, str], str] = {}
     for obj in expand_lists(objects):
         if isinstance(obj, Mapping) and obj.get("kind") == _DEFERRED:
             deferred.append(obj)
             continue
+        before = len(problems)
         item = _parse_one(obj, problems)
         if item is not None:
             parsed[obj["kind"]].append(item)
+            if isinstance(item, IPAddressPool):
+                created.setdefault((item.namespace, item.name), _created(obj))
+        elif isinstance(obj, Mapping) and obj.get("kind") == "IPAddressPool":
+            found = HeldPool.from_raw(obj, problems[before]) if len(problems) > before else None
+            held.extend([found] if found is not None else [])
 
-    pools = _unique_pools(parsed["IPAddressPool"], problems)
+    by_age = sorted(
+        parsed["IPAddressPool"], key=lambda p: (created.get((p.namespace, p.name), ""), p.name)
+    )
+    pools = _unique_pools(by_age, problems, held)
     ads = _unique(
         parsed["L2Advertisement"],
         lambda a: (a.namespace, a.name),
@@ -254,8 +281,16 @@ def build_state(objects: Iterable[Any]) -> BuildResult:
         bfd_profiles=bgp.profiles,
         communities=bgp.communities,
         bgp_statuses=bgp.statuses,
+        held_pools=held,
     )
     return BuildResult(state, tuple(problems))
+
+
+def _created(obj: Mapping[str, Any]) -> str:
+    """metadata.creationTimestamp (RFC 3339, so text order is time order), "" if none."""
+    meta = obj.get("metadata")
+    stamp = meta.get("creationTimestamp") if isinstance(meta, Mapping) else None
+    return stamp if isinstance(stamp, str) else ""
 
 
 @dataclass(slots=True)
@@ -420,11 +455,19 @@ def _unique(
     return out
 
 
-def _unique_pools(pools: list[IPAddressPool], problems: list[ObjectProblem]) -> list[IPAddressPool]:
+def _unique_pools(
+    pools: list[IPAddressPool], problems: list[ObjectProblem], held: list[HeldPool]
+) -> list[IPAddressPool]:
+    """The first pool of each name whose CIDRs overlap no earlier pool's; every other one
+    is a problem and a `HeldPool`."""
     kept: list[IPAddressPool] = []
+    seen = len(problems)
     unique = _unique(
         pools, lambda p: (p.namespace, p.name), "IPAddressPool", problems, per_namespace=False
     )
+    kept_ids = {id(p) for p in unique}
+    dropped = [p for p in pools if id(p) not in kept_ids]
+    held.extend(HeldPool.from_pool(p, q) for p, q in zip(dropped, problems[seen:], strict=True))
     for pool in unique:
         clash = next(
             (
@@ -438,16 +481,16 @@ def _unique_pools(pools: list[IPAddressPool], problems: list[ObjectProblem]) -> 
         )
         if clash is not None:
             other, a, b = clash
-            problems.append(
-                ObjectProblem(
-                    "IPAddressPool",
-                    pool.namespace,
-                    pool.name,
-                    ProblemReason.OVERLAP,
-                    f"IPAddressPool {pool.name}: CIDR {a} overlaps with CIDR {b} of pool "
-                    f"{other.name}; pool {pool.name} is ignored",
-                )
+            problem = ObjectProblem(
+                "IPAddressPool",
+                pool.namespace,
+                pool.name,
+                ProblemReason.OVERLAP,
+                f"IPAddressPool {pool.name}: CIDR {a} overlaps with CIDR {b} of pool "
+                f"{other.name}; pool {pool.name} is ignored",
             )
+            problems.append(problem)
+            held.append(HeldPool.from_pool(pool, problem))
             continue
         kept.append(pool)
     return kept

@@ -42,7 +42,8 @@ class ConfigFiles:
         self._stamps: dict[Path, float] = {}
 
     def load(self) -> bool:
-        """(Re)read everything and offer it; True if the speaker applied it."""
+        """(Re)read everything and offer it; True if it could be read (a bad object in it
+        costs only itself), False when a file cannot be read or parsed."""
         # Remember what we read, good or bad: a bad file is retried when it changes again
         # (or on SIGHUP), not every second.
         self._stamps = self._current_stamps()
@@ -53,10 +54,13 @@ class ConfigFiles:
             if self._on_unreadable is not None:
                 self._on_unreadable()
             return False
-        applied = self._offer(build_state(objects))
-        if applied:
-            log.info("config loaded from %s", ", ".join(str(p) for p in self.paths))
-        return applied
+        whole = self._offer(build_state(objects))
+        log.info(
+            "config loaded from %s%s",
+            ", ".join(str(p) for p in self.paths),
+            "" if whole else " (objects left out: see above)",
+        )
+        return True
 
     def reload(self) -> None:
         """SIGHUP: read everything again, changed or not."""

@@ -22,6 +22,7 @@ from gossip.addresses import GOSSIP_PORT
 from l2agent.kube.convert import new_api_client
 from l2agent.kube.source import KubeSource, SourceConfig
 from l2agent.model.crds import InterfaceSelection
+from l2agent.model.problems import ObjectProblem
 from l2agent.model.snapshot import BuildResult
 from l2agent.plan import Plan
 from l2agent.speaker.run import PlanOutcome, Speaker
@@ -82,16 +83,29 @@ class KubeSpeakerLink:
         self.peers: list[Address] = []
         self._announced: set[str] = set()
         self._failed: set[str] = set()
-        self.accepted = 0
-        self.rejected = 0
+        self._posted: frozenset[ObjectProblem] = frozenset()
+        self.complete = 0
+        """Snapshots applied whole."""
+        self.partial = 0
+        """Snapshots applied with configuration objects left out."""
 
     def on_snapshot(self, result: BuildResult) -> None:
         """A snapshot from the watch threads (runs on the event loop)."""
         self._update_peers()
         if self._offer(result):
-            self.accepted += 1
+            self.complete += 1
         else:
-            self.rejected += 1
+            self.partial += 1
+        self._report_left_out(result)
+
+    def _report_left_out(self, result: BuildResult) -> None:
+        """An InvalidConfig Warning on each configuration object this speaker leaves out,
+        once per object and problem (the speaker is the only judge of the BGP kinds, which
+        the controller does not read)."""
+        current = frozenset(result.stale)
+        for problem in sorted(current - self._posted, key=lambda p: p.ref):
+            self.source.invalid_config(problem)
+        self._posted = current
 
     def _update_peers(self) -> None:
         """Hand the Node-derived peer list to the membership (MetalLB finds its peers from

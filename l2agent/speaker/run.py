@@ -2,10 +2,11 @@
 
 Data flows one way. A source (files, `l2agent.speaker.files`, or Kubernetes,
 `l2agent.speaker.kube`) offers a `BuildResult`; `offer` applies the one policy
-(`l2agent.model.problems.cost`) and replans. A membership source reports
-`MembershipChange`s; each replans at once on the event loop: no polling period sits between
-"member declared dead" and "gratuitous packets on the wire". After every plan, listeners get
-a `PlanOutcome` (Kubernetes mode mirrors it into ServiceL2Status and Events).
+(`l2agent.model.problems.cost`: a bad object costs only itself) and replans. A membership
+source reports `MembershipChange`s; each replans at once on the event loop: no polling
+period sits between "member declared dead" and "gratuitous packets on the wire". After every
+plan, listeners get a `PlanOutcome` (Kubernetes mode mirrors it into ServiceL2Status and
+Events).
 
 Shutdown is a planned handover (SIGTERM): tell the cluster first (gossip leave), keep
 answering for `handover_drain` seconds while the successors announce, and only then stop.
@@ -31,7 +32,7 @@ from l2agent.health import HealthServer, parse_metrics_addr, speaker_status
 from l2agent.interfaces.inventory import DEFAULT_EXCLUDE
 from l2agent.logs import NodeAdapter
 from l2agent.metrics import OwnershipChange, OwnershipRow, SpeakerMetrics
-from l2agent.model.problems import ObjectProblem
+from l2agent.model.problems import Cost, ObjectProblem, cost
 from l2agent.model.snapshot import BuildResult, ClusterState
 from l2agent.model.types import IPAddress
 from l2agent.plan import InputSource, Plan, plan
@@ -129,27 +130,25 @@ class Speaker:
     # -- inputs -------------------------------------------------------------------------------
 
     def offer(self, result: BuildResult) -> bool:
-        """A source's new configuration. Problems that refuse it (the policy, `cost`) keep
-        the last good state; the others leave only their object out. True if applied."""
-        self._report(result.problems, blocking=result.blocking)
-        if result.blocking:
-            self.metrics.config_rejected()
-            return False
-        self.metrics.config_reloaded()
+        """A source's new configuration, applied at once: a bad object costs only itself
+        (the policy, `cost`), so whatever else it holds is served. Each object left out is
+        logged once and counted in the stale-config metric. True when nothing was left out."""
+        self._report(result.problems)
+        self.metrics.config_applied(len(result.stale))
         self.set_state(result.state)
-        return True
+        return not result.stale
 
-    def _report(self, problems: Sequence[ObjectProblem], blocking: Sequence[ObjectProblem]) -> None:
+    def _report(self, problems: Sequence[ObjectProblem]) -> None:
         """Each problem is logged once, when it first appears (sources re-offer the same
         configuration on every change; a bad object must not log on each)."""
         current = frozenset(problems)
         for problem in problems:
             if problem in self._reported:
                 continue
-            if problem in blocking:
-                self.log.error("config rejected, keeping the last good one: %s", problem.message)
+            if cost(problem) is Cost.OBJECT:
+                self.log.warning("left out (the rest is served): %s", problem.message)
             else:
-                self.log.warning("left out: %s", problem.message)
+                self.log.info("not read: %s", problem.message)
         self._reported = current
 
     def set_state(self, state: ClusterState) -> None:

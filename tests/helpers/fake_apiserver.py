@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -246,8 +247,14 @@ class FakeApiServer:
         obj["apiVersion"] = api_version(plural)
         obj["kind"] = RESOURCES[plural][2]
         meta.setdefault("uid", old["metadata"]["uid"] if old else str(uuid.uuid4()))
-        meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
-        meta["resourceVersion"] = str(self._next_rv())
+        rv = self._next_rv()
+        # Creation times as a real server keeps them: set once, later objects later (one
+        # "second" per write here), so "the older object wins" has a meaning in tests.
+        meta.setdefault(
+            "creationTimestamp",
+            old["metadata"]["creationTimestamp"] if old else _stamp(rv - 1000),
+        )
+        meta["resourceVersion"] = str(rv)
         table[key] = obj
         self._uids[(plural, key)] = meta["uid"]
         self._record("MODIFIED" if old else "ADDED", plural, obj)
@@ -282,6 +289,13 @@ class FakeApiServer:
                 del self._failures[i]
                 return status
         return None
+
+
+def _stamp(seconds: int) -> str:
+    """RFC 3339 time `seconds` after 2026-01-01T00:00:00Z."""
+    return (datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:

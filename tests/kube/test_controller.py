@@ -251,21 +251,65 @@ def test_exhaustion_event_then_success_when_an_ip_frees_up(
     wait_until(lambda: ingress_of(apiserver, "c") == freed, what="c gets a's IP")
 
 
-def test_invalid_config_is_rejected_and_ips_are_kept(apiserver: Any, ctrl: Controller) -> None:
-    apiserver.put(service("web"))
-    wait_until(lambda: ingress_of(apiserver, "web") == ["192.0.2.4"], what="ingress")
-    # A new pool overlapping the old one: MetalLB rejects the whole config.
-    apiserver.put(pool("aaa-overlap", "192.0.2.0/24"))
-    wait_until(lambda: ctrl.last_report and ctrl.last_report.config_rejected, what="rejection")
-    assert ingress_of(apiserver, "web") == ["192.0.2.4"]
-    wait_until(
-        lambda: any(e["reason"] == "InvalidConfig" for e in apiserver.items("Event")),
-        what="InvalidConfig event",
+def events_for(apiserver: Any, reason: str) -> list[dict[str, Any]]:
+    return [e for e in apiserver.items("Event") if e["reason"] == reason]
+
+
+def test_a_bad_pool_costs_only_itself_from_a_fresh_start(
+    apiserver: Any, api_client: client.ApiClient, registry: CollectorRegistry
+) -> None:
+    """One pool that does not parse, on a fresh start: the controller allocates from the
+    others (it used to allocate nothing at all), the Service holding IPs from the bad pool
+    keeps them with a PoolInvalid Warning, and the pool gets an InvalidConfig Warning of
+    its own (with its uid), a log line and the stale-config metric."""
+    apiserver.put(pool("good", "192.0.2.4/31"))
+    bad = apiserver.put(pool("bad", "198.51.100.0/24", "198.51.100.300/32"))
+    kept = apiserver.put(
+        service("z-kept", ingress=("198.51.100.7",), annotations={ANN_ALLOCATED_FROM_POOL: "bad"})
     )
-    # Removing a pool in a valid way does re-home: the service is cleared.
-    apiserver.remove("IPAddressPool", NS, "aaa-overlap")
-    apiserver.remove("IPAddressPool", NS, "pool")
-    wait_until(lambda: ingress_of(apiserver, "web") == [], what="cleared")
+    apiserver.put(service("web"))
+    c = make(api_client, "pod-a", registry).start()
+    try:
+        wait_until(lambda: ingress_of(apiserver, "web") == ["192.0.2.4"], what="web allocated")
+        (ev,) = wait_until(lambda: events_for(apiserver, "InvalidConfig"), what="InvalidConfig")
+        assert ev["type"] == "Warning"
+        assert ev["involvedObject"] == {
+            "kind": "IPAddressPool",
+            "name": "bad",
+            "namespace": NS,
+            "apiVersion": "metallb.io/v1beta1",
+            "uid": bad["metadata"]["uid"],
+        }
+        assert "198.51.100.300/32" in ev["message"]
+        (held,) = wait_until(lambda: events_for(apiserver, "PoolInvalid"), what="PoolInvalid")
+        assert held["type"] == "Warning"
+        assert held["involvedObject"]["uid"] == kept["metadata"]["uid"]
+        assert 'keeping IPs ["198.51.100.7"]' in held["message"]
+        assert ingress_of(apiserver, "z-kept") == ["198.51.100.7"]
+        svc = apiserver.get("Service", "default", "z-kept")
+        assert svc["metadata"]["annotations"][ANN_ALLOCATED_FROM_POOL] == "bad"
+        stale = "metallb_k8s_client_config_stale_bool"
+        assert registry.get_sample_value(stale) == 1
+        assert registry.get_sample_value("l2agent_config_objects_left_out") == 1
+        assert c.last_report is not None
+        assert [p.name for p in c.last_report.left_out] == ["bad"]
+        # A later pool overlapping a good one is left out too; nothing moves.
+        apiserver.put(pool("aaa-overlap", "192.0.2.0/24"))
+        wait_until(lambda: len(events_for(apiserver, "InvalidConfig")) == 2, what="overlap")
+        assert registry.get_sample_value("l2agent_config_objects_left_out") == 2
+        assert ingress_of(apiserver, "web") == ["192.0.2.4"]
+        # Fixed: the configuration is whole again; the Service keeps its IPs.
+        apiserver.remove("IPAddressPool", NS, "aaa-overlap")
+        apiserver.put(pool("bad", "198.51.100.0/24"))
+        wait_until(lambda: registry.get_sample_value(stale) == 0, what="stale cleared")
+        assert ingress_of(apiserver, "z-kept") == ["198.51.100.7"]
+        # Deleting a pool (no bad object) does re-home: its Service is cleared.
+        apiserver.remove("IPAddressPool", NS, "bad")
+        wait_until(lambda: ingress_of(apiserver, "z-kept") == ["192.0.2.5"], what="re-homed")
+        assert ingress_of(apiserver, "web") == ["192.0.2.4"]
+        assert len(events_for(apiserver, "PoolInvalid")) == 1  # said once
+    finally:
+        c.stop()
 
 
 def test_two_replicas_one_writer_and_takeover(apiserver: Any, api_client: client.ApiClient) -> None:

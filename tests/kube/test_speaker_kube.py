@@ -1,5 +1,5 @@
 """The real Speaker fed by Kubernetes through the fake API server: announcements follow the
-cluster, survive an API outage unchanged, and a bad pool never withdraws a running VIP."""
+cluster, survive an API outage unchanged, and a bad pool costs only itself."""
 
 from __future__ import annotations
 
@@ -66,29 +66,19 @@ def seed(api: Any) -> None:
     )
     for n in ("node-1", "node-2"):
         api.put({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n, "labels": {}}})
-    api.put(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {
-                "type": "LoadBalancer",
-                "clusterIP": "10.96.0.10",
-                "externalTrafficPolicy": "Local",
-                "selector": {"app": "web"},
-                "ports": [{"port": 80}],
-            },
-            "status": {"loadBalancer": {"ingress": [{"ip": str(VIP)}]}},
-        }
-    )
+    api.put(seed_service(api, "web", VIP))
+
+
+def seed_service(api: Any, name: str, ip: Any) -> dict[str, Any]:
+    """A Service holding `ip` with its one endpoint on node-1 (the slice is put at once)."""
     api.put(
         {
             "apiVersion": "discovery.k8s.io/v1",
             "kind": "EndpointSlice",
             "metadata": {
-                "name": "web-1",
+                "name": f"{name}-1",
                 "namespace": "default",
-                "labels": {"kubernetes.io/service-name": "web"},
+                "labels": {"kubernetes.io/service-name": name},
             },
             "addressType": "IPv4",
             "endpoints": [
@@ -96,6 +86,19 @@ def seed(api: Any) -> None:
             ],
         }
     )
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "type": "LoadBalancer",
+            "clusterIP": "10.96.0.10",
+            "externalTrafficPolicy": "Local",
+            "selector": {"app": name},
+            "ports": [{"port": 80}],
+        },
+        "status": {"loadBalancer": {"ingress": [{"ip": str(ip)}]}},
+    }
 
 
 async def until(pred: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
@@ -150,23 +153,58 @@ def test_speaker_follows_the_cluster_and_rides_out_an_outage(apiserver: Any) -> 
     asyncio.run(main())
 
 
-def test_bad_pool_never_withdraws(apiserver: Any) -> None:
+HELD = ip_address("198.51.100.7")
+
+
+def test_a_bad_pool_costs_only_itself_from_a_fresh_start(apiserver: Any) -> None:
+    """A speaker that starts while a pool does not parse announces everything else (it used
+    to announce nothing, yet report ready), and keeps announcing the IP a Service holds
+    from the bad pool, through the advertisement that names that pool."""
     seed(apiserver)
+    broken = apiserver.put(
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "IPAddressPool",
+            "metadata": {"name": "broken", "namespace": NS},
+            "spec": {"addresses": ["198.51.100.0/24", "198.51.100.1-198.51.100.0"]},
+        }
+    )
+    apiserver.put(
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "L2Advertisement",
+            "metadata": {"name": "l2-broken", "namespace": NS},
+            "spec": {"ipAddressPools": ["broken"]},
+        }
+    )
+    old = seed_service(apiserver, "old", HELD)
+    old["metadata"]["annotations"] = {"metallb.io/ip-allocated-from-pool": "broken"}
+    apiserver.put(old)
 
     async def main() -> None:
         dp = StubDataPlane()
+        registry = CollectorRegistry()
         speaker = Speaker(
             SpeakerOptions(node="node-1", source=InputSource.CLUSTER, metrics_addr=None),
             StaticMembership(),
-            registry=CollectorRegistry(),
+            registry=registry,
             dataplane=dp,  # type: ignore[arg-type]
         )
         link = attach_kube_source(
             speaker, kubeconfig=None, namespace=NS, config=CFG, host=apiserver.url
         )
         try:
-            await until(lambda: VIP in dp.current, "announcing the VIP")
-            # An overlapping pool sorting first would make build_state drop ours.
+            await until(lambda: {VIP, HELD} <= set(dp.current), "announcing both")
+            (ev,) = await until(
+                lambda: [e for e in apiserver.items("Event") if e["reason"] == "InvalidConfig"],
+                "InvalidConfig",
+            )
+            assert ev["type"] == "Warning"
+            assert ev["involvedObject"]["uid"] == broken["metadata"]["uid"]
+            assert ev["source"] == {"component": "metallb-speaker", "host": "node-1"}
+            assert registry.get_sample_value("metallb_k8s_client_config_stale_bool") == 1
+            assert link.partial >= 1 and link.complete == 0
+            # A later pool overlapping ours is the one left out: nothing is withdrawn.
             apiserver.put(
                 {
                     "apiVersion": "metallb.io/v1beta1",
@@ -175,8 +213,15 @@ def test_bad_pool_never_withdraws(apiserver: Any) -> None:
                     "spec": {"addresses": ["192.0.2.0/24"]},
                 }
             )
-            await until(lambda: link.rejected >= 1, "rejection")
-            assert VIP in dp.current
+            await until(
+                lambda: (
+                    len([e for e in apiserver.items("Event") if e["reason"] == "InvalidConfig"])
+                    == 2
+                ),
+                "overlap reported",
+            )
+            assert {VIP, HELD} <= set(dp.current)
+            assert all(VIP in h for h in dp.history if HELD in h)
         finally:
             await asyncio.get_running_loop().run_in_executor(None, link.source.stop)
 

@@ -143,7 +143,11 @@ def test_overlapping_and_duplicate_pools_across_objects() -> None:
     assert "duplicate name" in joined
     # the dropped duplicate does not block a later pool that only clashes with it
     assert "pool ok" not in joined
-    assert result.blocking == result.problems  # pools shape everything: today's policy
+    assert result.stale == result.problems  # each costs only itself, and is reported
+    assert [(h.name, str(h.cidrs[0])) for h in result.state.held_pools] == [
+        ("big", "192.0.2.0/24"),
+        ("small", "10.0.0.0/16"),
+    ]
 
 
 def test_same_cidr_in_two_pools_is_an_error() -> None:

@@ -15,9 +15,13 @@ def _problem(kind: str, reason: ProblemReason = ProblemReason.INVALID) -> Object
 @pytest.mark.parametrize(
     ("kind", "reason", "expected"),
     [
-        ("IPAddressPool", ProblemReason.INVALID, Cost.CONFIG),
-        ("IPAddressPool", ProblemReason.OVERLAP, Cost.CONFIG),
-        ("L2Advertisement", ProblemReason.DUPLICATE, Cost.CONFIG),
+        # a bad pool or advertisement costs only itself (it used to refuse everything)
+        ("IPAddressPool", ProblemReason.INVALID, Cost.OBJECT),
+        ("IPAddressPool", ProblemReason.OVERLAP, Cost.OBJECT),
+        ("L2Advertisement", ProblemReason.DUPLICATE, Cost.OBJECT),
+        ("L2Advertisement", ProblemReason.INVALID, Cost.OBJECT),
+        ("BGPPeer", ProblemReason.CONFLICT, Cost.OBJECT),
+        ("BGPAdvertisement", ProblemReason.MISSING_REFERENCE, Cost.OBJECT),
         ("Service", ProblemReason.INVALID, Cost.OBJECT),
         ("Node", ProblemReason.INVALID, Cost.OBJECT),
         ("Namespace", ProblemReason.INVALID, Cost.OBJECT),
@@ -48,4 +52,4 @@ def test_problems_name_their_object() -> None:
     assert service.ref == "Service shop/web"
     assert configmap.reason is ProblemReason.UNKNOWN_KIND
     assert result.dropped == (service,)
-    assert result.blocking == ()  # a bad Service costs only itself
+    assert result.stale == ()  # a bad Service is no configuration object

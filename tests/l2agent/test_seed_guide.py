@@ -112,7 +112,7 @@ def test_bgp_peers_wait_for_the_secrets_the_guide_creates_with_kubectl() -> None
             "not found; peer not used yet",
         ),
     ]
-    assert not result.blocking
+    assert {p.reason for p in result.stale} == {ProblemReason.MISSING_REFERENCE}
     (profile,) = result.state.bfd_profiles
     assert profile.echo_mode and profile.minimum_ttl == 254
     (aliases,) = result.state.communities

@@ -9,6 +9,7 @@ configuration policy, and the files source (directories, several files, last goo
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import ip_address
@@ -195,7 +196,14 @@ def test_while_leaving_membership_changes_do_not_withdraw() -> None:
     asyncio.run(go())
 
 
-def test_a_bad_file_keeps_the_last_good_config(tmp_path: Path) -> None:
+BROKEN_POOL = (
+    "---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\n"
+    "metadata: {name: broken, namespace: metallb-system}\n"
+    "spec: {addresses: ['203.0.113.0/24,', 203.0.113.300-203.0.113.310]}\n"
+)
+
+
+def test_an_unreadable_file_keeps_the_last_good_config(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     shutil.copy(DEMO, config)
 
@@ -206,11 +214,38 @@ def test_a_bad_file_keeps_the_last_good_config(tmp_path: Path) -> None:
         config.write_text("kind: IPAddressPool\napiVersion: metallb.io/v1beta1\nspec: [\n")
         assert not files.load()
         assert speaker.state is good
-        config.write_text(DEMO.read_text().replace("192.0.2.200-192.0.2.220", "10.0.0.0/8,"))
-        assert not files.load()
-        assert speaker.state is good
         value = speaker.registry.get_sample_value("l2agent_config_rejected_total")
-        assert value is not None and value >= 2
+        assert value is not None and value >= 1
+        assert speaker.registry.get_sample_value("metallb_k8s_client_config_stale_bool") == 1
+
+    asyncio.run(go())
+
+
+def test_a_bad_pool_costs_only_itself_from_the_first_load(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A speaker that starts while a bad pool is in its files serves everything else (it
+    used to refuse the whole configuration: nothing announced, yet ready)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(DEMO.read_text() + BROKEN_POOL)
+    owners = {n: _owned_by(n, NODES) for n in NODES}
+
+    async def go() -> None:
+        announced: set[IPAddress] = set()
+        for me in NODES:
+            with caplog.at_level(logging.WARNING):
+                speaker, plane = _speaker(me, FakeMembership(NODES), config)
+                speaker.offer(build_state(load_yaml_files([config])))  # the same again
+            assert plane.current == owners[me]
+            announced |= plane.current
+            reg = speaker.registry
+            assert reg.get_sample_value("metallb_k8s_client_config_stale_bool") == 1
+            assert reg.get_sample_value("l2agent_config_objects_left_out") == 1
+            assert reg.get_sample_value("metallb_k8s_client_config_loaded_bool") == 1
+            said = [r.getMessage() for r in caplog.records if "broken" in r.getMessage()]
+            assert len(said) == 1 and "IPAddressPool broken" in said[0]  # once, naming it
+            caplog.clear()
+        assert len(announced) == 3  # the demo's three IPs, each by one node
 
     asyncio.run(go())
 
