@@ -29,8 +29,9 @@ Key = tuple[str, str]
 
 
 class WatchedObjects:
-    """Watches `resources` (names from `watch.RESOURCES`); namespaced metallb.io kinds are
-    read from `namespace`, core and discovery kinds across all namespaces."""
+    """Watches `resources` (names from `watch.RESOURCES`); namespaced metallb.io kinds (and
+    Secrets) are read from `namespace`, other core and discovery kinds across all
+    namespaces."""
 
     def __init__(
         self,
@@ -47,7 +48,7 @@ class WatchedObjects:
         self._watchers: dict[str, Watcher] = {}
         for name in resources:
             res = RESOURCES[name]
-            ns = namespace if res.group == "metallb.io" else None
+            ns = namespace if res.group == "metallb.io" or res.own_namespace else None
             self._watchers[name] = Watcher(
                 api,
                 res,

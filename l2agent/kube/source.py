@@ -44,6 +44,11 @@ SPEAKER_RESOURCES = (
     "ipaddresspools",
     "l2advertisements",
     "servicel2statuses",
+    "bgppeers",
+    "bgpadvertisements",
+    "bfdprofiles",
+    "communities",
+    "secrets",
 )
 
 

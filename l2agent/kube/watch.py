@@ -66,6 +66,11 @@ class Resource:
     plural: str
     kind: str
     namespaced: bool
+    own_namespace: bool = False
+    """Read only from our own namespace (Secrets: never cluster-wide)."""
+    field_selector: str | None = None
+    """A server-side filter (Secrets: only type kubernetes.io/basic-auth, the one type a
+    BGPPeer's passwordSecret may name, so no other Secret ever reaches the speaker)."""
 
 
 RESOURCES: Mapping[str, Resource] = {
@@ -90,6 +95,27 @@ RESOURCES: Mapping[str, Resource] = {
             "servicel2statuses",
             "ServiceL2Status",
             True,
+        ),
+        Resource("bgppeers", "metallb.io", "v1beta2", "bgppeers", "BGPPeer", True),
+        Resource(
+            "bgpadvertisements",
+            "metallb.io",
+            "v1beta1",
+            "bgpadvertisements",
+            "BGPAdvertisement",
+            True,
+        ),
+        Resource("bfdprofiles", "metallb.io", "v1beta1", "bfdprofiles", "BFDProfile", True),
+        Resource("communities", "metallb.io", "v1beta1", "communities", "Community", True),
+        Resource(
+            "secrets",
+            "",
+            "v1",
+            "secrets",
+            "Secret",
+            True,
+            own_namespace=True,
+            field_selector="type=kubernetes.io/basic-auth",
         ),
     )
 }
@@ -240,6 +266,8 @@ class Watcher:
             "_preload_content": False,
             **kwargs,
         }
+        if r.field_selector is not None:
+            common["field_selector"] = r.field_selector
         if r.group == "":
             core = client.CoreV1Api(self.api)
             if not r.namespaced:

@@ -42,6 +42,9 @@ RESOURCES: dict[str, tuple[str, str, str, bool, bool]] = {
     "servicel2statuses": ("metallb.io", "v1beta1", "ServiceL2Status", True, True),
     "bgppeers": ("metallb.io", "v1beta2", "BGPPeer", True, True),
     "bgpadvertisements": ("metallb.io", "v1beta1", "BGPAdvertisement", True, True),
+    "bfdprofiles": ("metallb.io", "v1beta1", "BFDProfile", True, True),
+    "communities": ("metallb.io", "v1beta1", "Community", True, True),
+    "secrets": ("", "v1", "Secret", True, False),
 }
 KIND_TO_PLURAL = {v[2]: k for k, v in RESOURCES.items()}
 
@@ -62,6 +65,7 @@ class _Watch:
     cursor: int
     dropped: bool = False
     pending_bookmark: bool = False
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -446,12 +450,27 @@ def _parse_selector(text: str) -> dict[str, str]:
     return out
 
 
-def _matches(obj: dict[str, Any], ns: str | None, selector: dict[str, str]) -> bool:
+def _matches(
+    obj: dict[str, Any],
+    ns: str | None,
+    selector: dict[str, str],
+    fields: dict[str, str] | None = None,
+) -> bool:
     meta = obj.get("metadata", {})
     if ns is not None and meta.get("namespace", "") != ns:
         return False
     labels = meta.get("labels") or {}
-    return all(labels.get(k) == v for k, v in selector.items())
+    if not all(labels.get(k) == v for k, v in selector.items()):
+        return False
+    return all(_field(obj, path) == v for path, v in (fields or {}).items())
+
+
+def _field(obj: dict[str, Any], path: str) -> str:
+    """A field selector's dotted path (`type`, `metadata.name`) as text, "" when absent."""
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
 
 
 def _merge_patch(target: Any, patch: Any) -> Any:
@@ -567,6 +586,7 @@ def _make_handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
 
         def _list(self, route: _Route, query: dict[str, str]) -> dict[str, Any]:
             selector = _parse_selector(query.get("labelSelector", ""))
+            fields = _parse_selector(query.get("fieldSelector", ""))
             with api._cond:
                 rv = query.get("resourceVersion")
                 if rv not in (None, "", "0") and int(rv) < api._state.compacted:
@@ -575,7 +595,7 @@ def _make_handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                 items = [
                     copy.deepcopy(o)
                     for _, o in sorted(table.items())
-                    if _matches(o, route.namespace, selector)
+                    if _matches(o, route.namespace, selector, fields)
                 ]
                 current = api._state.rv
             return {
@@ -697,6 +717,7 @@ def _make_handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
 
         def _watch(self, route: _Route, query: dict[str, str]) -> None:
             selector = _parse_selector(query.get("labelSelector", ""))
+            fields = _parse_selector(query.get("fieldSelector", ""))
             timeout = float(query.get("timeoutSeconds", "300"))
             rv_text = query.get("resourceVersion", "")
             with api._cond:
@@ -707,7 +728,7 @@ def _make_handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                     initial = [
                         ("ADDED", copy.deepcopy(o))
                         for _, o in sorted(table.items())
-                        if _matches(o, route.namespace, selector)
+                        if _matches(o, route.namespace, selector, fields)
                     ]
                     expired = False
                 else:
@@ -719,6 +740,7 @@ def _make_handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                     selector,
                     query.get("allowWatchBookmarks") in ("true", "1", "True"),
                     cursor,
+                    fields=fields,
                 )
                 if not expired:
                     api._watches.add(w)
@@ -761,7 +783,7 @@ def _make_handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                             for rv, t, p, o in api._state.log
                             if rv > w.cursor
                             and p == w.plural
-                            and _matches(o, w.namespace, w.selector)
+                            and _matches(o, w.namespace, w.selector, w.fields)
                         ]
                         now = time.monotonic()
                         if w.bookmarks and next_bookmark is not None and now >= next_bookmark:

@@ -225,3 +225,68 @@ def test_service_l2_status_follows_announcements(
     (ev,) = apiserver.items("Event")
     assert ev["reason"] == "nodeAssigned"
     assert ev["message"] == 'announcing from node "node-1" with protocol "layer2"'
+
+
+def _bgp_peer(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "metallb.io/v1beta2",
+        "kind": "BGPPeer",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"myASN": 64512, "peerASN": 64513, "peerAddress": "192.0.2.254", **spec},
+    }
+
+
+def _secret(name: str, stype: str, namespace: str = NS) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": stype,
+        "data": {"password": "czNjcmV0"},  # base64 of s3cret
+    }
+
+
+def test_bgp_objects_and_basic_auth_secrets_reach_the_snapshot(
+    apiserver: Any, source: tuple[KubeSource, Collector]
+) -> None:
+    """BGP kinds are watched in our namespace; of the Secrets, only basic-auth ones there
+    (a field selector: the memberlist key or any other Secret never reaches the speaker)."""
+    _, got = source
+    got.next()
+    apiserver.put(
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "BFDProfile",
+            "metadata": {"name": "fast", "namespace": NS},
+            "spec": {"receiveInterval": 50},
+        }
+    )
+    apiserver.put(
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "Community",
+            "metadata": {"name": "c", "namespace": NS},
+            "spec": {"communities": [{"name": "tag", "value": "64512:1"}]},
+        }
+    )
+    apiserver.put(
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "BGPAdvertisement",
+            "metadata": {"name": "bgp", "namespace": NS},
+            "spec": {"communities": ["tag"]},
+        }
+    )
+    apiserver.put(_bgp_peer("auth", passwordSecret={"name": "auth"}, bfdProfile="fast"))
+    apiserver.put(_bgp_peer("opaque", peerAddress="192.0.2.253", passwordSecret={"name": "op"}))
+    apiserver.put(_secret("auth", "kubernetes.io/basic-auth"))
+    apiserver.put(_secret("op", "Opaque"))
+    apiserver.put(_secret("elsewhere", "kubernetes.io/basic-auth", namespace="default"))
+    r = got.latest_where(lambda r: [p.name for p in r.state.bgp_peers] == ["auth"])
+    (peer,) = r.state.bgp_peers
+    assert peer.password is not None and peer.password.reveal() == "s3cret"
+    assert [a.name for a in r.state.bgp_advertisements] == ["bgp"]
+    assert [b.name for b in r.state.bfd_profiles] == ["fast"]
+    waiting = [p for p in r.problems if p.name == "opaque"]
+    assert waiting and "passwordSecret metallb-system/op not found" in waiting[0].message
+    assert not r.blocking
