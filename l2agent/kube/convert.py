@@ -112,6 +112,12 @@ def api_failure(exc: BaseException) -> ApiFailure:
     return ApiFailure(None, type(exc).__name__, f"API server unreachable: {exc}")
 
 
+#: HTTP connections kept per API client: each watched resource holds one open watch (the
+#: speaker watches 12 kinds) beside the status and Event writers; urllib3's default of 10
+#: would drop and re-dial connections on every watch cycle.
+CONNECTION_POOL_SIZE = 32
+
+
 def new_api_client(kubeconfig: str | None, *, host: str | None = None) -> client.ApiClient:
     """An ApiClient: `host` (tests), in-cluster when kubeconfig is '-' or running in a pod
     without one, else the kubeconfig file (None: the default ~/.kube/config)."""
@@ -121,6 +127,7 @@ def new_api_client(kubeconfig: str | None, *, host: str | None = None) -> client
         cfg = client.Configuration()
         cfg.host = host
         cfg.retries = False
+        cfg.connection_pool_maxsize = CONNECTION_POOL_SIZE
         return client.ApiClient(cfg)
     cfg = client.Configuration()
     if kubeconfig == "-":
@@ -133,6 +140,7 @@ def new_api_client(kubeconfig: str | None, *, host: str | None = None) -> client
                 raise
             kconfig.load_incluster_config(client_configuration=cfg)
     cfg.retries = False
+    cfg.connection_pool_maxsize = CONNECTION_POOL_SIZE
     return client.ApiClient(cfg)
 
 

@@ -289,4 +289,3 @@ def test_bgp_objects_and_basic_auth_secrets_reach_the_snapshot(
     assert [b.name for b in r.state.bfd_profiles] == ["fast"]
     waiting = [p for p in r.problems if p.name == "opaque"]
     assert waiting and "passwordSecret metallb-system/op not found" in waiting[0].message
-    assert not r.blocking
