@@ -10,8 +10,10 @@ The thin I/O adapter between the speaker and FRR (the speaker renders, this appl
 ``apply`` returns once the text (or a newer one given meanwhile) has been tried; a failed
 attempt is retried in the background with backoff (1, 2, 4 .. 30 s) until it succeeds or a
 new text replaces it, and every attempt is reported to ``on_outcome`` (metrics, logs).
-Changes are debounced: the first change waits ``debounce`` seconds and the newest text then
-pending is applied, so a burst of service updates costs one reload.
+Changes are debounced on the leading edge: a change after a quiet spell is applied at once
+(a new Service, a planned withdraw: no added latency); changes that arrive while a reload
+runs, or within ``debounce`` seconds after one, wait and only the newest text is applied, so
+a burst of service updates costs at most two reloads.
 
 One attempt, each step an asyncio child process with a time bound (never on the loop):
 
@@ -67,7 +69,8 @@ VTYSH_CONF = "service integrated-vtysh-config\n"
 class FrrReloader:
     """Applies frr.conf texts to the FRR whose config dir and vty socket dir are given.
 
-    ``debounce``: seconds from the first pending change to the reload. ``step_timeout``:
+    ``debounce``: the least time between the end of one attempt and the start of the next
+    (the first change after a quiet spell goes at once). ``step_timeout``:
     bound of each child process (``frr-reload.py`` takes about a second per few hundred
     lines here). ``retry_base``/``retry_cap``: backoff of retries, seconds.
     ``on_outcome``: called on the loop with every attempt's outcome (keep it cheap).
@@ -107,6 +110,7 @@ class FrrReloader:
         self._last_outcome: ReloadOutcome | None = None
         self._waiters: list[tuple[int, asyncio.Future[ReloadOutcome]]] = []
         self._wake: asyncio.Event | None = None
+        self._last_done: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -171,10 +175,11 @@ class FrrReloader:
 
     async def _worker(self) -> None:
         assert self._wake is not None
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
-            self._wake.clear()
-            await asyncio.sleep(self.debounce)
+            if self._last_done is not None:
+                await asyncio.sleep(max(0.0, self._last_done + self.debounce - loop.time()))
             attempt = 0
             while True:
                 generation, text = self._generation, self._desired
@@ -182,6 +187,8 @@ class FrrReloader:
                 self._wake.clear()
                 attempt += 1
                 outcome = await self._attempt(text, generation, attempt)
+                if outcome.result is not ReloadResult.UNCHANGED:
+                    self._last_done = loop.time()
                 self._report(outcome)
                 if self._wake.is_set() or not outcome.result.retried:
                     break

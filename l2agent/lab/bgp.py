@@ -52,6 +52,7 @@ class BgpLab:
         self.node_asn = ROUTER_ASN if ibgp else NODE_ASN
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="l2lab-bgp-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.workdir, 0o755)  # the frr user must reach the FRR directories in it
         self.frr: LabFrr | None = None
         self.bird: LabBird | None = None

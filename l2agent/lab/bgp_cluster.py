@@ -198,10 +198,14 @@ def cluster_objects(
     extra: Sequence[dict[str, Any]] = (),
     node_labels: Mapping[str, Mapping[str, str]] | None = None,
     advertisements: Sequence[dict[str, Any]] | None = None,
+    pool: Sequence[str] = (POOL_V4, POOL_V6),
 ) -> list[dict[str, Any]]:
-    """Every object of the lab's cluster; one advertisement for the pool by default."""
+    """Every object of the lab's cluster; one advertisement for the pool by default.
+
+    ``pool``: the addresses of the one IPAddressPool (IPv4 only when a BFD profile uses
+    echo mode: MetalLB refuses echo mode towards IPv6 prefixes)."""
     out: list[dict[str, Any]] = [
-        _obj("metallb.io/v1beta1", "IPAddressPool", "lab", {"addresses": [POOL_V4, POOL_V6]})
+        _obj("metallb.io/v1beta1", "IPAddressPool", "lab", {"addresses": list(pool)})
     ]
     for peer in peers:
         out += peer.objects()

@@ -111,6 +111,27 @@ def test_a_burst_of_changes_costs_one_reload(
     )
 
 
+def test_debounce_is_leading_edge_a_lone_change_goes_at_once(lab: BgpLab) -> None:
+    assert lab.frr is not None
+    d = lab.frr.dir("node1")
+    rl = FrrReloader(d, d, debounce=2.0)
+
+    async def scenario() -> tuple[float, float, ReloadOutcome, ReloadOutcome]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        first = await rl.apply(node_config((V4,)))
+        t1 = loop.time()
+        second = await rl.apply(node_config((V4, V4B)))
+        t2 = loop.time()
+        await rl.close()
+        return t1 - t0, t2 - t1, first, second
+
+    lone, follow, first, second = run(scenario())
+    assert first.result.ok and second.result.ok
+    assert lone < first.seconds + 1.0, "the first change waited for the debounce"
+    assert follow >= 2.0, "a change right after a reload did not wait for the debounce"
+
+
 def test_graceful_restart_change_is_applied_and_the_session_reset(
     lab: BgpLab, reloader: tuple[FrrReloader, list[ReloadOutcome]]
 ) -> None:
