@@ -20,17 +20,23 @@ One attempt, each step an asyncio child process with a time bound (never on the 
 1. write the text as ``frr.conf.candidate`` in the config dir; FRR's offline check
    (``vtysh --config_dir D -C -f FILE``): refused -> ``INVALID``, the last good frr.conf
    stays and FRR is not touched;
-2. ``frr-reload.py --test``: fails -> ``UNAVAILABLE`` (the daemons do not answer);
-   its difference tells which sessions a graceful-restart change must reset;
+2. ``vtysh -c 'show daemons'`` must list zebra and bgpd (and bfdd when the text uses BFD):
+   vtysh and ``frr-reload.py`` report success when they reach only some daemons (a vty
+   socket they may not open, a daemon that did not start), so an unchecked reload can
+   "apply" to nothing -> ``UNAVAILABLE``; then ``frr-reload.py --test``: fails ->
+   ``UNAVAILABLE``; its difference tells which sessions a graceful-restart change must
+   reset;
 3. the candidate becomes ``frr.conf``; ``frr-reload.py --reload``: ok -> ``APPLIED``;
    exit 1 with the graceful-restart complaint -> ``--reload`` again and, when that
    succeeds, ``clear bgp`` for the sessions whose setting changed -> ``APPLIED_AFTER_RESET``
    (see ``reload_outcome``); anything else -> ``FAILED``: the last good text is written back
    and reloaded (best effort) and the new one retried later.
 
-``--vty_socket``/``--rundir`` point at ``run_dir`` (where FRR's daemons put their vty
-sockets), ``--confdir`` at ``config_dir``. ``vtysh.conf`` is created there when missing
-(``frr-reload.py`` needs the integrated config mode).
+``--vty_socket`` points at ``run_dir`` (where FRR's daemons put their vty sockets; the
+speaker needs FRR's ``frrvty`` group to open them), ``--confdir`` at ``config_dir``,
+``--rundir`` (frr-reload.py's scratch files) at ``scratch_dir``, the system temporary
+directory by default (FRR's run dir belongs to FRR's user). ``vtysh.conf`` is created in the
+config dir when missing (``frr-reload.py`` needs the integrated config mode).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,6 +56,7 @@ from l2agent.bgp.reload_outcome import (
     ReloadResult,
     configured_neighbors,
     is_graceful_restart_quirk,
+    needed_daemons,
     parse_test_output,
     redact,
     retry_delay,
@@ -74,6 +82,7 @@ class FrrReloader:
     bound of each child process (``frr-reload.py`` takes about a second per few hundred
     lines here). ``retry_base``/``retry_cap``: backoff of retries, seconds.
     ``on_outcome``: called on the loop with every attempt's outcome (keep it cheap).
+    ``scratch_dir``: where frr-reload.py writes its temporary files (default: ``$TMPDIR``).
     ``python``/``reload_script``/``vtysh``/``bindir``: where FRR's tools are.
     """
 
@@ -87,6 +96,7 @@ class FrrReloader:
         retry_base: float = 1.0,
         retry_cap: float = 30.0,
         on_outcome: Callable[[ReloadOutcome], None] | None = None,
+        scratch_dir: Path | None = None,
         python: str = "python3",
         reload_script: Path = FRR_RELOAD,
         vtysh: str = "vtysh",
@@ -99,6 +109,7 @@ class FrrReloader:
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self.on_outcome = on_outcome
+        self.scratch_dir = Path(scratch_dir or tempfile.gettempdir())
         self._python = python
         self._script = reload_script
         self._vtysh = vtysh
@@ -264,6 +275,10 @@ class FrrReloader:
         if check.returncode != 0:
             candidate.unlink(missing_ok=True)
             return done(ReloadResult.INVALID, check.output)
+        missing = await self._missing_daemons(text)
+        if missing:
+            candidate.unlink(missing_ok=True)
+            return done(ReloadResult.UNAVAILABLE, f"vtysh cannot reach {', '.join(missing)}")
         test = await self._run(self._reload_argv("test", candidate))
         if test.returncode != 0:
             candidate.unlink(missing_ok=True)
@@ -285,6 +300,12 @@ class FrrReloader:
             reload = again
         await self._restore()
         return done(ReloadResult.FAILED, reload.output)
+
+    async def _missing_daemons(self, text: str) -> list[str]:
+        """The daemons ``text`` needs that vtysh cannot reach (``show daemons``)."""
+        shown = await self._run(self._vtysh_argv("show daemons"))
+        reached = set(shown.stdout.split()) if shown.returncode == 0 else set()
+        return [d for d in needed_daemons(text) if d not in reached]
 
     @staticmethod
     def _resets(diff: ConfigDiff, text: str, truncated: bool) -> frozenset[str]:
@@ -319,7 +340,7 @@ class FrrReloader:
         return [
             self._python, str(self._script), f"--{mode}", "--stdout", "--log-level", "warning",
             "--vty_socket", str(self.run_dir), "--confdir", str(self.config_dir),
-            "--rundir", str(self.run_dir), "--bindir", str(self._bindir), str(config),
+            "--rundir", str(self.scratch_dir), "--bindir", str(self._bindir), str(config),
         ]  # fmt: skip
 
     def _vtysh_argv(self, command: str) -> list[str]:
@@ -338,7 +359,10 @@ class FrrReloader:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-            if os.geteuid() == 0:
-                st = os.stat(self.config_dir)
-                os.fchown(fh.fileno(), st.st_uid, st.st_gid)
+            st = os.stat(self.config_dir)
+            if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (0, 0):
+                try:  # needs CAP_CHOWN, which the speaker's container does not have
+                    os.fchown(fh.fileno(), st.st_uid, st.st_gid)
+                except PermissionError:
+                    pass
         os.replace(tmp, path)

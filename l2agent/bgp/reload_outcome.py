@@ -28,6 +28,7 @@ __all__ = [
     "ReloadResult",
     "configured_neighbors",
     "is_graceful_restart_quirk",
+    "needed_daemons",
     "parse_test_output",
     "redact",
     "retry_delay",
@@ -153,6 +154,15 @@ def configured_neighbors(config: str) -> frozenset[str]:
         if match:
             out.add(match.group(1))
     return frozenset(out)
+
+
+_BFD = re.compile(r"^\s*(bfd\s*$|neighbor\s+\S+\s+bfd\b)", re.MULTILINE)
+
+
+def needed_daemons(config: str) -> tuple[str, ...]:
+    """The FRR daemons a config text needs running: zebra and bgpd always, bfdd when any
+    line asks for BFD."""
+    return ("zebra", "bgpd", "bfdd") if _BFD.search(config) else ("zebra", "bgpd")
 
 
 def is_graceful_restart_quirk(output: str) -> bool:

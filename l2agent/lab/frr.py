@@ -27,6 +27,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,11 @@ def _process_gone(pid: int) -> bool:
 class LabFrr:
     """FRR per node of ``lab``; ``workdir`` holds the per-node directories (removed at close)."""
 
-    def __init__(self, lab: Lab, workdir: Path | None = None) -> None:
+    def __init__(self, lab: Lab, workdir: Path | None = None, wrapper: Sequence[str] = ()) -> None:
+        """``wrapper``: a command the daemons run under (e.g. ``setpriv --bounding-set ...``
+        to give them only the capabilities a container would)."""
         self.lab = lab
+        self.wrapper = tuple(wrapper)
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="l2lab-frr-"))
         self._dirs: dict[str, Path] = {}
@@ -104,7 +108,7 @@ class LabFrr:
             os.chown(item, self._user.pw_uid, self._user.pw_gid)
         self._dirs[node] = path
         for daemon in DAEMONS:
-            self.lab.exec(node, self.daemon_argv(path, daemon))
+            self.lab.exec(node, [*self.wrapper, *self.daemon_argv(path, daemon)])
         ready = wait_until(
             lambda: all((path / f"{d}.vty").exists() for d in DAEMONS) and self._answers(node),
             10.0,

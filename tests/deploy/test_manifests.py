@@ -379,3 +379,41 @@ def test_container_args_parse_with_our_cli(rendered: list[dict[str, Any]]) -> No
         ns = parser.parse_args(args)
         assert ns.command == cname
         assert ns.kubeconfig == "-"
+
+
+def test_frr_sidecar_posture_and_termination_order(rendered: list[dict[str, Any]]) -> None:
+    """BGP mode: FRR beside the speaker, sharing /etc/frr and /var/run/frr; FRR outlives the
+    speaker's withdraw on termination (tests/e2e/test_bgp_sidecar.py runs it as rendered)."""
+    ds = _one(rendered, "DaemonSet", "l2agent-speaker")
+    pod = ds["spec"]["template"]["spec"]
+    frr = _container(ds, "frr")
+    assert frr["image"] == "localhost/l2agent-frr:dev"
+    sc = frr["securityContext"]
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert set(sc["capabilities"]["add"]) == {
+        "NET_ADMIN", "NET_RAW", "SYS_ADMIN", "NET_BIND_SERVICE", "SETUID", "SETGID"}  # fmt: skip
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    speaker = _container(ds, "speaker")
+    shared = {"frr-conf": "/etc/frr", "frr-run": "/var/run/frr"}
+    for c in (frr, speaker):
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"] if "subPath" not in m}
+        assert {k: mounts[k] for k in shared} == shared, c["name"]
+    assert "--frr-config-dir=/etc/frr" in speaker["args"]
+    assert "--frr-run-dir=/var/run/frr" in speaker["args"]
+    # FRR's vty sockets are group frrvty: the pod joins that group instead of DAC_OVERRIDE.
+    assert pod["securityContext"]["supplementalGroups"] == [102]
+    # Termination: the speaker withdraws (at most --bgp-drain, 5 s by default) while FRR's
+    # preStop sleep keeps FRR running; the grace period covers the sleep and FRR's stop.
+    from l2agent.cli import build_parser
+
+    drain = build_parser().parse_args(["speaker"]).bgp_drain
+    sleep = float(frr["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert "lifecycle" not in speaker
+    assert sleep > drain + 2.0
+    assert pod["terminationGracePeriodSeconds"] >= sleep + 5
+    startup = _one(rendered, "ConfigMap", "l2agent-frr-startup")["data"]
+    daemons = dict(line.split("=", 1) for line in startup["daemons"].splitlines() if "=" in line)
+    assert daemons["bgpd"] == "yes" and daemons["bfdd"] == "yes"
+    assert "-p 0" in daemons["bgpd_options"]  # bgpd never listens on the host network
+    assert all("-P 0" in daemons[f"{d}_options"] for d in ("zebra", "bgpd", "bfdd", "staticd"))
+    assert startup["vtysh.conf"].strip() == "service integrated-vtysh-config"

@@ -9,6 +9,7 @@ from l2agent.bgp.reload_outcome import (
     ReloadResult,
     configured_neighbors,
     is_graceful_restart_quirk,
+    needed_daemons,
     parse_test_output,
     redact,
     retry_delay,
@@ -130,3 +131,10 @@ def test_result_classes() -> None:
         ReloadResult.APPLIED, ReloadResult.APPLIED_AFTER_RESET, ReloadResult.UNCHANGED}  # fmt: skip
     assert {r for r in ReloadResult if r.retried} == {
         ReloadResult.FAILED, ReloadResult.UNAVAILABLE, ReloadResult.TIMEOUT}  # fmt: skip
+
+
+def test_needed_daemons_follow_bfd_lines() -> None:
+    assert needed_daemons(CONFIG) == ("zebra", "bgpd")
+    assert needed_daemons(CONFIG + " neighbor 192.0.2.1 bfd\n") == ("zebra", "bgpd", "bfdd")
+    assert needed_daemons(CONFIG + "bfd\n profile fast\n") == ("zebra", "bgpd", "bfdd")
+    assert needed_daemons("neighbor 192.0.2.1 bfdx\n") == ("zebra", "bgpd")
