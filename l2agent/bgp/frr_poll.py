@@ -105,7 +105,10 @@ class FrrStatePoller:
                 taken_at=time.monotonic(),
                 error=str(exc)[:300],
             )
-            log.debug("FRR state poll failed: %s", exc)
+        if state.error is not None and self.state.error is None:
+            log.warning("cannot read FRR's state: %s", state.error)
+        elif state.error is None and self.state.error not in (None, "not polled yet"):
+            log.info("reading FRR's state again")
         self.state = state
         if self.on_state is not None:
             self.on_state(state)

@@ -42,6 +42,7 @@ config dir when missing (``frr-reload.py`` needs the integrated config mode).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import tempfile
@@ -50,6 +51,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from l2agent.bgp import _proc
+from l2agent.bgp.frr_state import FrrState
 from l2agent.bgp.reload_outcome import (
     ConfigDiff,
     ReloadOutcome,
@@ -158,6 +160,24 @@ class FrrReloader:
         self._waiters.append((self._generation, future))
         self._wake.set()
         return await asyncio.shield(future)
+
+    def check(self, state: FrrState) -> bool:
+        """Compare FRR's reported sessions with the applied text: when a neighbor of that text
+        is missing, FRR lost its configuration (the sidecar restarted empty), so the newest
+        text is applied again. Returns True when that was started. Feed it every
+        ``FrrStatePoller`` reading (its ``on_state``): one comparison, no process."""
+        if state.error is not None or self._applied is None or self._desired is None:
+            return False
+        wanted = {n for n in configured_neighbors(self._applied) if _is_address(n)}
+        present = {s.address for s in state.sessions}
+        if wanted <= present:
+            return False
+        log.warning("FRR lacks sessions it was given (%s): applying frr.conf again",
+                    ", ".join(sorted(wanted - present)))  # fmt: skip
+        self._applied = None
+        if self._wake is not None:
+            self._wake.set()
+        return True
 
     async def withdraw_all(self) -> ReloadOutcome:
         """Apply the current text without its ``network`` lines: sessions stay up, every
@@ -366,3 +386,11 @@ class FrrReloader:
                 except PermissionError:
                     pass
         os.replace(tmp, path)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

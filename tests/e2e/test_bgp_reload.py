@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from l2agent.bgp.frr_poll import FrrStatePoller
 from l2agent.bgp.reload import FrrReloader
 from l2agent.bgp.reload_outcome import ReloadOutcome, ReloadResult
 from l2agent.lab.bgp import BgpLab
@@ -245,3 +246,32 @@ def test_a_step_over_its_bound_is_killed_and_reported(lab: BgpLab) -> None:
 
     out = run(scenario())
     assert out.result is ReloadResult.TIMEOUT and "killed" in out.detail
+
+
+def test_an_frr_that_restarted_empty_gets_its_config_again(
+    lab: BgpLab, reloader: tuple[FrrReloader, list[ReloadOutcome]]
+) -> None:
+    rl, seen = reloader
+    assert lab.frr is not None
+    d = lab.frr.dir("node1")
+
+    async def scenario() -> tuple[bool, bool]:
+        first = await rl.apply(node_config((V4,)))
+        assert first.result.ok
+        poller = FrrStatePoller(d, config_dir=d, interval=0.0)
+        healthy = rl.check(await poller.poll())
+        # The sidecar restarts: FRR comes back with no configuration at all.
+        await asyncio.to_thread(lab.frr.stop, "node1")  # type: ignore[union-attr]
+        await asyncio.to_thread(lab.frr.start, "node1")  # type: ignore[union-attr]
+        lost = rl.check(await poller.poll())
+        for _ in range(100):
+            if len(seen) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        await rl.close()
+        return healthy, lost
+
+    healthy, lost = run(scenario())
+    assert not healthy and lost
+    assert len(seen) == 2 and seen[1].result.ok, seen
+    assert wait_until(lambda: lab.nexthops(f"{V4}/32") == {NODE4}, 20)
