@@ -42,14 +42,18 @@ _REASONS = {
 }
 
 StatusSource = Callable[[], Mapping[str, Any]]
+LivenessCheck = Callable[[], Iterable[object]]
+"""What keeps the process from being live: stuck loops, as values whose str() says why
+(empty: live)."""
 
 
-def parse_metrics_addr(text: str) -> tuple[str, int]:
-    """`--metrics-addr`: `:7472`, `0.0.0.0:7472`, `[::1]:7472`, `2001:db8::1`, `host`.
+def parse_metrics_addr(text: str, default_port: int = METRICS_PORT) -> tuple[str, int]:
+    """`--metrics-addr`: `:7472`, `0.0.0.0:7472`, `[::1]:7472`, `2001:db8::1`, `host`;
+    `default_port` (`--metrics-port`) where the text gives none.
 
     An empty host means every address (`""` for asyncio). Raises `BadAddress` (a
     ValueError) on bad text."""
-    return parse_address(text, METRICS_PORT, allow_empty_host=True)
+    return parse_address(text, default_port, allow_empty_host=True)
 
 
 def _rfc3339(unix: float | None) -> str | None:
@@ -101,7 +105,11 @@ class HealthServer:
     """Serves the registry and the health/status callables over HTTP.
 
     ``ready`` says whether the agent has done its first sync (the /readyz answer);
-    ``status`` builds the /status JSON (None: /status answers 404, as on the controller).
+    ``live`` names what is stuck (the /healthz answer: 200 while it names nothing, else
+    503 with one line per stuck loop, so the kubelet restarts a pod whose watch or Lease
+    thread hangs; the endpoint itself runs on the event loop, so a stuck loop cannot answer
+    at all); ``status`` builds the /status JSON (None: /status answers 404, as on the
+    controller).
     """
 
     def __init__(
@@ -111,12 +119,14 @@ class HealthServer:
         host: str = "",
         port: int = METRICS_PORT,
         ready: Callable[[], bool] = lambda: True,
+        live: LivenessCheck = lambda: (),
         status: StatusSource | None = None,
     ) -> None:
         self._registry = registry
         self._host = host
         self._port = port
         self._ready = ready
+        self._live = live
         self._status = status
         self._server: asyncio.Server | None = None
 
@@ -197,7 +207,16 @@ class HealthServer:
                 return 500, text, b"metrics unavailable\n", head_only
             return 200, METRICS_CONTENT_TYPE, exposition, head_only
         if path == "/healthz":
-            return 200, text, b"ok\n", head_only
+            try:
+                stuck = [str(item) for item in self._live()]
+            except Exception:
+                log.warning("liveness check raised", exc_info=True)
+                stuck = ["liveness check raised"]
+            if not stuck:
+                return 200, text, b"ok\n", head_only
+            log.warning("liveness failing: %s", "; ".join(stuck))
+            body = ("stuck:\n" + "".join(f"  {line}\n" for line in stuck)).encode()
+            return 503, text, body, head_only
         if path == "/readyz":
             try:
                 ready = bool(self._ready())
@@ -221,6 +240,7 @@ class HealthServer:
 __all__ = [
     "METRICS_PORT",
     "HealthServer",
+    "LivenessCheck",
     "StatusSource",
     "parse_metrics_addr",
     "speaker_status",

@@ -123,13 +123,26 @@ def _announce_args(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="on SIGTERM, keep answering this long after telling the cluster",
     )
+    _metrics_args(p, "/metrics, /healthz, /readyz, /status; an empty value turns it off")
+    p.add_argument("--log-level", default="info")
+
+
+def _metrics_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "--metrics-addr",
-        default=f":{METRICS_PORT}",
-        metavar="[HOST][:PORT]",
-        help="HTTP address for /metrics, /healthz, /readyz, /status",
+        default=None,
+        metavar="HOST[:PORT]",
+        help=f"HTTP address for {what} (default: every address; an IPv6 host bare or in "
+        "brackets, so `--metrics-addr=$(HOST_IP)` works on any node)",
     )
-    p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=METRICS_PORT,
+        metavar="PORT",
+        help=f"HTTP port where --metrics-addr gives none (default {METRICS_PORT}, MetalLB's; "
+        "change it to run beside MetalLB)",
+    )
 
 
 def _bgp_args(p: argparse.ArgumentParser) -> None:
@@ -171,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--kubeconfig", default=None)
     cp.add_argument("--namespace", default=_NAMESPACE)
     cp.add_argument("--lb-class", default=None)
-    cp.add_argument("--metrics-addr", default=f":{METRICS_PORT}", metavar="[HOST][:PORT]")
+    _metrics_args(cp, "/metrics, /healthz, /readyz")
     cp.add_argument("--identity", default=os.environ.get("POD_NAME"))
     cp.add_argument("--log-level", default="info")
 

@@ -46,14 +46,26 @@ def run_controller(args: Any) -> int:
         return 1
     registry = CollectorRegistry()
     controller = Controller(api, config, registry=registry)
-    host, port = parse_metrics_addr(getattr(args, "metrics_addr", "") or "")
+    try:
+        host, port = parse_metrics_addr(
+            getattr(args, "metrics_addr", "") or "", getattr(args, "metrics_port", 7472)
+        )
+    except ValueError as exc:
+        log.error("bad --metrics-addr: %s", exc)
+        return 2
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        server = HealthServer(registry, host=host, port=port, ready=lambda: controller.ready)
+        server = HealthServer(
+            registry,
+            host=host,
+            port=port,
+            ready=lambda: controller.ready,
+            live=controller.stuck,
+        )
         await server.start()
         controller.start()
         try:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,17 +24,18 @@ from prometheus_client import CollectorRegistry
 
 from l2agent.allocator import allocate, class_matches
 from l2agent.controller.planner import (
-    KEEP,
     Keep,
     ServiceWrite,
     plan_writes,
     pool_status,
     pool_usage,
 )
+from l2agent.heartbeat import Heartbeats, Stuck
 from l2agent.kube.cache import WatchedObjects
 from l2agent.kube.events import CONTROLLER_COMPONENT, EventRecorder, ObjectRef, Reason
 from l2agent.kube.lease import LeaseConfig, LeaseElector
-from l2agent.kube.status import ServiceStatusWriter
+from l2agent.kube.secret import MEMBERLIST_SECRET, SecretOutcome, ensure_memberlist_secret
+from l2agent.kube.status import AllocationWrite, ServiceStatusWriter
 from l2agent.kube.watch import WatchConfig
 from l2agent.metrics import ControllerMetrics, PoolUsage
 from l2agent.model.problems import ObjectProblem
@@ -71,6 +73,14 @@ class ControllerConfig:
     debounce: float = 0.05
     retry_interval: float = 5.0
     """Seconds before a pass that had failed writes is tried again."""
+    write_timeout: float = 10.0
+    """Seconds one Service or pool status write may take."""
+    memberlist_secret: str | None = MEMBERLIST_SECRET
+    """The speakers' gossip key Secret, created by the leader when missing (None: never)."""
+    secret_check_interval: float = 60.0
+    """Seconds between the leader's checks that the Secret still exists."""
+    reconcile_stall_limit: float = 300.0
+    """Seconds the reconcile loop may go without progress before /healthz fails."""
 
 
 @dataclass
@@ -79,6 +89,9 @@ class PassReport:
 
     writes: int = 0
     failed: int = 0
+    conflicts: int = 0
+    """Writes refused because the object changed since it was read (not failures: the
+    watch delivers the newer version, and that change starts the next pass)."""
     events: int = 0
     left_out: tuple[ObjectProblem, ...] = ()
     """Configuration objects left out of this pass (each costs only itself)."""
@@ -94,8 +107,11 @@ class Controller:
         config: ControllerConfig,
         *,
         registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self._api = api
+        self.heartbeats = Heartbeats()
         self._watched = WatchedObjects(
             api,
             CONTROLLER_RESOURCES,
@@ -103,6 +119,7 @@ class Controller:
             on_change=self._wake,
             watch_config=config.watch,
             debounce=config.debounce,
+            heartbeats=self.heartbeats,
         )
         self.elector = LeaseElector(
             api,
@@ -112,8 +129,15 @@ class Controller:
             config=config.lease,
             on_started_leading=self._became_leader,
             on_stopped_leading=self._lost_leadership,
+            heartbeat=lambda: self.heartbeats.beat("lease", time.monotonic()),
+            clock=clock,
         )
-        self.writer = ServiceStatusWriter(api, namespace=config.namespace)
+        self.writer = ServiceStatusWriter(
+            api, namespace=config.namespace, request_timeout=config.write_timeout
+        )
+        self.secret: SecretOutcome | None = None
+        """The last memberlist Secret check's outcome (None: not checked yet)."""
+        self._secret_checked: float | None = None
         self.events = EventRecorder(api, component=CONTROLLER_COMPONENT)
         self.metrics = (
             ControllerMetrics(registry, pools=lambda: self.usage) if registry is not None else None
@@ -136,6 +160,9 @@ class Controller:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> Controller:
+        now = time.monotonic()
+        self.heartbeats.register("lease", self.config.lease.stall_limit, now)
+        self.heartbeats.register("reconcile", self.config.reconcile_stall_limit, now)
         self.events.start()
         self._watched.start()
         for target, name in ((self.elector.run, "lease"), (self._loop, "reconcile")):
@@ -164,6 +191,11 @@ class Controller:
     def is_leader(self) -> bool:
         return self.elector.is_leader
 
+    def stuck(self) -> list[Stuck]:
+        """Loops (watches, the Lease, reconciling) that stopped making progress: the
+        liveness endpoint fails while this is not empty."""
+        return self.heartbeats.stuck(time.monotonic())
+
     # ------------------------------------------------------------------ triggers
 
     def _wake(self) -> None:
@@ -173,6 +205,7 @@ class Controller:
 
     def _became_leader(self) -> None:
         log.info("leading: reconciling every Service")
+        self._secret_checked = None
         self._inflight.clear()
         self._pool_status_written.clear()
         self._posted.clear()  # the new leader says what is wrong, whoever said it before
@@ -184,11 +217,15 @@ class Controller:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             with self._wakeup:
-                while not self._pending and not self._stopping.is_set():
+                if not self._pending and not self._stopping.is_set():
                     self._wakeup.wait(1.0)
                 if self._stopping.is_set():
                     return
-                self._pending = False
+                pending, self._pending = self._pending, False
+            self.heartbeats.beat("reconcile", time.monotonic())
+            self._keep_secret()
+            if not pending:
+                continue
             try:
                 report = self.reconcile()
             except Exception:
@@ -197,6 +234,28 @@ class Controller:
             if report.failed:
                 self._stopping.wait(self.config.retry_interval)
                 self._wake()
+
+    def _keep_secret(self) -> None:
+        """The leader makes sure the speakers' gossip key exists (MetalLB's controller
+        does the same); checked on winning the Lease and every secret_check_interval."""
+        name = self.config.memberlist_secret
+        if name is None or not self.elector.is_leader:
+            return
+        now = time.monotonic()
+        due = (
+            self._secret_checked is None
+            or (
+                self.secret is SecretOutcome.FAILED
+                and now - self._secret_checked >= self.config.retry_interval
+            )
+            or now - self._secret_checked >= self.config.secret_check_interval
+        )
+        if not due:
+            return
+        self._secret_checked = now
+        self.secret = ensure_memberlist_secret(
+            self._api, self.config.namespace, name, request_timeout=self.config.write_timeout
+        )
 
     # ------------------------------------------------------------------ one pass
 
@@ -255,11 +314,15 @@ class Controller:
             ):
                 continue  # written already; the watch has not delivered it yet
             self._inflight.pop(write.key, None)
-            ok = self._apply(write, report)
+            ok = self._apply(write, versions.get(write.key), report)
             if ok:
                 self._inflight[write.key] = (write, versions.get(write.key))
+            elif report.skipped:
+                return report
         self._warn_deprecated(state)
         self._write_pool_status(state, report)
+        if report.skipped:
+            return report
         if report.writes or report.failed:
             log.info(
                 "reconciled: %d service writes, %d failed, %d events",
@@ -269,18 +332,25 @@ class Controller:
             )
         return report
 
-    def _apply(self, write: ServiceWrite, report: PassReport) -> bool:
-        # The pool annotation goes first, so whoever sees the new ingress sees its pool.
-        ok = True
-        if write.pool is not KEEP:
-            assert not isinstance(write.pool, Keep)
-            failure = self.writer.set_pool_annotation(write.key, write.pool)
-            ok = failure is None or failure.not_found
-        if ok and write.ingress is not KEEP:
-            assert not isinstance(write.ingress, Keep)
-            failure = self.writer.set_ingress(write.key, write.ingress)
-            ok = failure is None or failure.not_found
-        if not ok:
+    def _apply(self, write: ServiceWrite, version: str | None, report: PassReport) -> bool:
+        """One conditional write: the pool annotation and the ingress land together (so
+        whoever sees the new ingress sees its pool), only if we still lead and only on
+        the Service version the decision was made on."""
+        if not self.elector.is_leader:
+            report.skipped = "lost leadership"
+            return False
+        change = AllocationWrite(
+            write.key,
+            version,
+            ingress=None if isinstance(write.ingress, Keep) else write.ingress,
+            set_pool=not isinstance(write.pool, Keep),
+            pool=None if isinstance(write.pool, Keep) else write.pool,
+        )
+        failure = self.writer.write_allocation(change)
+        if failure is not None and failure.conflict:
+            report.conflicts += 1  # the watch brings the newer version: the next pass
+            return False
+        if failure is not None and not failure.not_found:
             report.failed += 1
             return False
         report.writes += 1
@@ -310,19 +380,26 @@ class Controller:
                     )
 
     def _write_pool_status(self, state: ClusterState, report: PassReport) -> None:
-        current = {
-            str((o.get("metadata") or {}).get("name")): (o.get("status") or {})
+        pools = {
+            str((o.get("metadata") or {}).get("name")): o
             for o in self._watched.objects("ipaddresspools")
         }
         for usage in self.usage:
             wanted = pool_status(usage)
-            if current.get(usage.pool) == wanted:
+            obj = pools.get(usage.pool) or {}
+            if (obj.get("status") or {}) == wanted:
                 self._pool_status_written[usage.pool] = wanted
                 continue
             if self._pool_status_written.get(usage.pool) == wanted:
                 continue  # written; the watch has not caught up
-            failure = self.writer.set_pool_status(usage.pool, wanted)
+            if not self.elector.is_leader:
+                report.skipped = "lost leadership"
+                return
+            version = (obj.get("metadata") or {}).get("resourceVersion")
+            failure = self.writer.set_pool_status(usage.pool, wanted, version)
             if failure is None:
                 self._pool_status_written[usage.pool] = wanted
+            elif failure.conflict:
+                report.conflicts += 1
             elif not failure.not_found:
                 report.failed += 1

@@ -18,6 +18,7 @@ from typing import Any
 
 from kubernetes import client
 
+from l2agent.heartbeat import Heartbeats
 from l2agent.kube.events import ObjectRef
 from l2agent.kube.watch import RESOURCES, Delta, DeltaKind, WatchConfig, Watcher
 
@@ -43,8 +44,11 @@ class WatchedObjects:
         watch_config: WatchConfig | None = None,
         debounce: float = 0.05,
         rng: random.Random | None = None,
+        heartbeats: Heartbeats | None = None,
     ) -> None:
         rng = rng or random.Random()
+        self.heartbeats = heartbeats if heartbeats is not None else Heartbeats()
+        """Each watch thread beats here (`watch/<resource>`); liveness reads `stuck()`."""
         self._watchers: dict[str, Watcher] = {}
         for name in resources:
             res = RESOURCES[name]
@@ -55,6 +59,7 @@ class WatchedObjects:
                 namespace=ns,
                 config=watch_config,
                 rng=random.Random(rng.random()),
+                heartbeat=self._beater(f"watch/{name}"),
             )
         self._store: dict[str, dict[Key, Mapping[str, Any]]] = {n: {} for n in self._watchers}
         self._versions: dict[str, str | None] = {n: None for n in self._watchers}
@@ -70,7 +75,9 @@ class WatchedObjects:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> WatchedObjects:
+        now = time.monotonic()
         for name, w in self._watchers.items():
+            self.heartbeats.register(f"watch/{name}", w.config.stall_limit, now)
             t = threading.Thread(target=self._pump, args=(w,), name=f"watch-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -81,7 +88,8 @@ class WatchedObjects:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
-        for w in self._watchers.values():
+        for name, w in self._watchers.items():
+            self.heartbeats.unregister(f"watch/{name}")
             w.stop()
         with self._lock:
             self._lock.notify_all()
@@ -100,6 +108,9 @@ class WatchedObjects:
     def connected(self) -> bool:
         """Every watch currently connected (False during an API server outage)."""
         return all(w.connected for w in self._watchers.values())
+
+    def _beater(self, name: str) -> Callable[[], None]:
+        return lambda: self.heartbeats.beat(name, time.monotonic())
 
     def watcher(self, name: str) -> Watcher:
         return self._watchers[name]

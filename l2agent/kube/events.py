@@ -199,7 +199,7 @@ class EventRecorder:
     def _post(self, body: dict[str, Any]) -> None:
         ns = body["metadata"]["namespace"]
         try:
-            call(self.core.create_namespaced_event, ns, event_model(body))
+            call(self.core.create_namespaced_event, ns, event_model(body), _request_timeout=10.0)
             self.sent += 1
         except Exception as exc:
             self.failed += 1

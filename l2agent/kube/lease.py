@@ -4,9 +4,17 @@ Two parts. `decide()` is pure: given the Lease as last read, who we are, and whe
 its record change (on *our* monotonic clock, never by comparing the holder's wall-clock
 renewTime with ours, so clock skew cannot steal a lease), it says what to do. `LeaseElector`
 is the thin I/O around it: read, create or update with the resourceVersion precondition (a
-409 means another replica won the race), renew every `retry_period`, give up leadership
-when renewals keep failing for `renew_deadline`, and release on exit so the standby takes
-over at once instead of after `lease_duration`.
+409 means another replica won the race), renew every `retry_period`, and release on exit so
+the standby takes over at once instead of after `lease_duration`.
+
+Never two leaders. A standby takes over once the record sat still for `lease_duration` on
+its clock; the leader stops leading `renew_deadline` after the start of its last
+successful renewal, measured on a timer of its own, whatever its API calls are doing (an
+API server that accepts connections and never answers holds a call for as long as the
+client lets it). Every Lease call is bounded by `retry_period`, `is_leader` is computed
+from the deadline at each question (so a write checked against it is never made after the
+deadline), and a watchdog thread steps down on time. The margin `lease_duration -
+renew_deadline` covers clock rate differences and the last write still in flight.
 """
 
 from __future__ import annotations
@@ -51,7 +59,14 @@ class LeaseConfig:
     renew_deadline: float = 10.0
     """Seconds the leader keeps trying to renew before it stops acting as leader."""
     retry_period: float = 2.0
-    """Seconds between attempts (renewals by the leader, acquisitions by a standby)."""
+    """Seconds between attempts (renewals by the leader, acquisitions by a standby); also
+    the longest any one Lease call may take."""
+
+    @property
+    def stall_limit(self) -> float:
+        """Seconds the Lease loop may go without progress: one round is two calls bounded
+        by retry_period and a retry_period wait; three rounds with no progress is stuck."""
+        return 9 * self.retry_period
 
     def __post_init__(self) -> None:
         if not (self.lease_duration > self.renew_deadline > self.retry_period > 0):
@@ -168,6 +183,7 @@ class LeaseElector:
         on_stopped_leading: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         self.objects = client.CustomObjectsApi(api)
         self.namespace = namespace
@@ -178,25 +194,40 @@ class LeaseElector:
         self._on_stopped = on_stopped_leading
         self._clock = clock
         self._wall = wall
+        self._heartbeat = heartbeat
         self._observed: Observation | None = None
-        self._last_renew: float | None = None
+        self._renewed_at: float | None = None
+        """Our clock when the last successful acquire/renew began (before its read)."""
         self._leading = False
         self._stop = threading.Event()
         self._changed = threading.Condition()
+        self.step_downs = 0
+        """Times leadership ended because renewals failed for renew_deadline."""
 
     @property
     def is_leader(self) -> bool:
-        return self._leading
+        """Leading now: holding the Lease with the last renewal younger than renew_deadline.
+        Computed at each call, so a leader whose calls hang stops being one on time."""
+        with self._changed:
+            return self._leading and not self._expired(self._clock())
+
+    def leadership_left(self) -> float:
+        """Seconds of leadership left (0 when not leading)."""
+        with self._changed:
+            if not self._leading or self._renewed_at is None:
+                return 0.0
+            return max(0.0, self._renewed_at + self.config.renew_deadline - self._clock())
 
     @property
     def holder(self) -> str | None:
         """The holder we last saw (ourselves when leading)."""
-        if self._leading:
+        if self.is_leader:
             return self.identity
         return self._observed.record.holder if self._observed else None
 
     def try_acquire_or_renew(self) -> bool:
         """One attempt; returns whether we hold the lease afterwards. Never raises."""
+        began = self._clock()
         try:
             current = self._read()
         except Exception as exc:
@@ -233,7 +264,6 @@ class LeaseElector:
                 )
             return self._check_deadline()
         self._observed = Observation(written, now)
-        self._last_renew = now
         if d.action is not LeaseAction.RENEW:
             log.info(
                 "lease %s/%s: acquired by %s (transition %d)",
@@ -242,12 +272,13 @@ class LeaseElector:
                 self.identity,
                 written.transitions,
             )
-        self._set_leading(True)
-        return True
+        self._set_leading(True, renewed_at=began)
+        return self._check_deadline()
 
     def release(self) -> None:
         """Hand the lease back (only if we hold it), so a standby acquires it at once."""
-        if not self._leading:
+        if not self.is_leader:
+            self._set_leading(False)
             return
         try:
             current = self._read()
@@ -266,51 +297,91 @@ class LeaseElector:
             self._set_leading(False)
 
     def run(self) -> None:
-        """Acquire, then renew every retry_period until `stop()`; releases on the way out."""
+        """Acquire, then renew every retry_period until `stop()`; releases on the way out.
+        A watchdog thread steps down at the renew deadline while a call still hangs."""
+        watchdog = threading.Thread(target=self._watchdog, name="lease-deadline", daemon=True)
+        watchdog.start()
         try:
             while not self._stop.is_set():
+                self._beat()
                 self.try_acquire_or_renew()
+                self._beat()
                 self._stop.wait(self.config.retry_period)
         finally:
             self.release()
+            with self._changed:
+                self._changed.notify_all()
+            watchdog.join(self.config.retry_period)
 
     def stop(self) -> None:
         self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
 
     def wait_for_leadership(self, timeout: float) -> bool:
         with self._changed:
-            return self._changed.wait_for(lambda: self._leading, timeout)
+            return self._changed.wait_for(
+                lambda: self._leading and not self._expired(self._clock()), timeout
+            )
 
     # ------------------------------------------------------------------ internals
 
-    def _check_deadline(self) -> bool:
-        """A leader that cannot renew for renew_deadline stops acting as leader."""
-        if (
-            self._leading
-            and self._last_renew is not None
-            and self._clock() - self._last_renew >= self.config.renew_deadline
-        ):
-            log.warning(
-                "lease %s/%s: could not renew for %.1fs; stepping down",
-                self.namespace,
-                self.name,
-                self.config.renew_deadline,
-            )
-            self._set_leading(False)
-        return self._leading
+    def _beat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat()
 
-    def _set_leading(self, leading: bool) -> None:
-        if leading == self._leading:
-            return
-        self._leading = leading
+    def _expired(self, now: float) -> bool:
+        """Lock held. Past the renew deadline of the last successful renewal?"""
+        return self._renewed_at is None or now - self._renewed_at >= self.config.renew_deadline
+
+    def _check_deadline(self) -> bool:
+        """A leader that could not renew for renew_deadline stops acting as leader."""
         with self._changed:
+            expired = self._leading and self._expired(self._clock())
+        if expired:
+            self._step_down()
+        return self.is_leader
+
+    def _step_down(self) -> None:
+        log.warning(
+            "lease %s/%s: could not renew for %.1fs; stepping down",
+            self.namespace,
+            self.name,
+            self.config.renew_deadline,
+        )
+        if self._set_leading(False):
+            self.step_downs += 1
+
+    def _watchdog(self) -> None:
+        """Step down at the renew deadline even while the run loop is stuck in a call."""
+        while not self._stop.is_set():
+            with self._changed:
+                if self._leading and self._renewed_at is not None:
+                    left = self._renewed_at + self.config.renew_deadline - self._clock()
+                else:
+                    left = self.config.retry_period
+                if left > 0:
+                    self._changed.wait(min(left, self.config.retry_period))
+                    continue
+            self._check_deadline()
+
+    def _set_leading(self, leading: bool, *, renewed_at: float | None = None) -> bool:
+        """Record the state; returns whether it changed (the callback then ran)."""
+        with self._changed:
+            if renewed_at is not None:
+                self._renewed_at = renewed_at
+            changed = leading != self._leading
+            self._leading = leading
             self._changed.notify_all()
+        if not changed:
+            return False
         callback = self._on_started if leading else self._on_stopped
         if callback is not None:
             try:
                 callback()
             except Exception:
                 log.exception("leadership callback failed")
+        return True
 
     # The Lease goes through the generic object API on purpose: the body is sent as written,
     # so renewTime keeps Kubernetes' MicroTime layout (always six fraction digits, "Z"). The
@@ -327,6 +398,7 @@ class LeaseElector:
                 self.namespace,
                 self._PLURAL,
                 self.name,
+                _request_timeout=self.config.retry_period,
             )
         except Exception as exc:
             if api_failure(exc).not_found:
@@ -349,6 +421,7 @@ class LeaseElector:
                 self.namespace,
                 self._PLURAL,
                 body,
+                _request_timeout=self.config.retry_period,
             )
         else:
             body["metadata"]["resourceVersion"] = rec.resource_version
@@ -360,5 +433,6 @@ class LeaseElector:
                 self._PLURAL,
                 self.name,
                 body,
+                _request_timeout=self.config.retry_period,
             )
         return LeaseRecord.from_lease(written)

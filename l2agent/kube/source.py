@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
 
+from l2agent.heartbeat import Heartbeats, Stuck
 from l2agent.kube.cache import WatchedObjects
 from l2agent.kube.events import SPEAKER_COMPONENT, EventRecorder, ObjectRef, Reason
 from l2agent.kube.status import L2StatusWriter, relevant_l2_statuses
@@ -63,6 +65,9 @@ class SourceConfig:
     """ServiceL2Status writes (create, status, delete) per second on average, at most."""
     status_write_burst: int = 20
     """ServiceL2Status writes allowed at once (a start-up with many Services)."""
+    status_stall_limit: float = 300.0
+    """Seconds the ServiceL2Status thread may go without progress before /healthz fails
+    (one pass writes at most a few objects per Service, each call bounded at 10 s)."""
 
 
 class KubeSource:
@@ -84,6 +89,7 @@ class KubeSource:
         self.namespace = namespace
         self.node_name = node_name
         self._on_snapshot = on_snapshot
+        self.heartbeats = Heartbeats()
         self._watched = WatchedObjects(
             api,
             SPEAKER_RESOURCES,
@@ -92,6 +98,7 @@ class KubeSource:
             watch_config=self.config.watch,
             debounce=self.config.debounce,
             rng=rng,
+            heartbeats=self.heartbeats,
         )
         self.events = EventRecorder(
             api,
@@ -121,6 +128,8 @@ class KubeSource:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> KubeSource:
+        # Each status pass is a few calls bounded by their timeouts, then a wait of 1 s.
+        self.heartbeats.register("l2status", self.config.status_stall_limit, time.monotonic())
         self.events.start()
         self._status_thread = threading.Thread(
             target=self._status_loop, name="l2status", daemon=True
@@ -131,6 +140,7 @@ class KubeSource:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.heartbeats.unregister("l2status")
         self._watched.stop()
         with self._status_wake:
             self._status_wake.notify_all()
@@ -149,6 +159,10 @@ class KubeSource:
     def connected(self) -> bool:
         """All watches connected; False while the API server is unreachable."""
         return self._watched.connected
+
+    def stuck(self) -> list[Stuck]:
+        """Watch or status threads that stopped making progress (for /healthz)."""
+        return self.heartbeats.stuck(time.monotonic())
 
     @property
     def watched(self) -> WatchedObjects:
@@ -228,11 +242,13 @@ class KubeSource:
         while not self._stopping.is_set():
             with self._status_wake:
                 while not self._status_dirty and not self._stopping.is_set():
+                    self.heartbeats.beat("l2status", time.monotonic())
                     self._status_wake.wait(1.0)
                 if self._stopping.is_set():
                     return
                 desired = dict(self._announcing or {})
                 self._status_dirty = False
+            self.heartbeats.beat("l2status", time.monotonic())
             if not self._watched.synced:
                 continue
             existing, version = self._watched.snapshot_of("servicel2statuses")

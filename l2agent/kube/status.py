@@ -1,10 +1,10 @@
 """Writers of what l2agent tells the cluster: Service ingress, pool counts, ServiceL2Status.
 
-Service allocations go through the `status` subresource (a merge patch of
-`status.loadBalancer`), the pool name through the `metallb.io/ip-allocated-from-pool`
-annotation, pool counts through the IPAddressPool status subresource. ServiceL2Status
-objects are kept as MetalLB's speaker shapes them: the announcing node owns one object per
-Service (`generateName: l2-`, labels `metallb.io/node`, `metallb.io/service-name`,
+Service allocations (`status.loadBalancer` and the `metallb.io/ip-allocated-from-pool`
+annotation, in one conditional write) go through the Service's `status` subresource, pool
+counts through the IPAddressPool status subresource. ServiceL2Status objects are kept as
+MetalLB's speaker shapes them: the announcing node owns one object per Service
+(`generateName: l2-`, labels `metallb.io/node`, `metallb.io/service-name`,
 `metallb.io/service-namespace`); a node deletes its own objects for Services it no longer
 announces, and its own duplicates. Unlike MetalLB, a node leaves other nodes' objects alone
 unless that node is gone from the cluster: two speakers that both announce a Service for a
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ __all__ = [
     "LABEL_NODE",
     "LABEL_SERVICE_NAME",
     "LABEL_SERVICE_NAMESPACE",
+    "AllocationWrite",
     "L2StatusPlan",
     "L2StatusWriter",
     "ServiceStatusWriter",
@@ -47,35 +48,81 @@ LABEL_NODE = "metallb.io/node"
 LABEL_SERVICE_NAME = "metallb.io/service-name"
 LABEL_SERVICE_NAMESPACE = "metallb.io/service-namespace"
 MERGE_PATCH = "application/merge-patch+json"
+_L2_TIMEOUT = 10.0
+"""Seconds one ServiceL2Status call may take (a hung API server must not wedge the
+speaker's status thread)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationWrite:
+    """One Service's allocation as a single conditional write.
+
+    `ingress`: the new `status.loadBalancer.ingress` IPs (empty clears it), None to leave
+    it; `pool`: the `metallb.io/ip-allocated-from-pool` value (None removes it), written
+    only when `set_pool`. `resource_version`: the version the decision was made on; the
+    API server refuses the write (409) if the Service changed since, so a decision made on
+    a stale view, or by a leader that is no longer one, never lands."""
+
+    key: str
+    resource_version: str | None
+    ingress: tuple[IPAddress, ...] | None = None
+    set_pool: bool = False
+    pool: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {}
+        if self.resource_version:
+            meta["resourceVersion"] = self.resource_version
+        if self.set_pool:
+            meta["annotations"] = {ALLOCATED_FROM_POOL: self.pool}
+        body: dict[str, Any] = {"metadata": meta}
+        if self.ingress is not None:
+            ingress = [{"ip": str(ip)} for ip in self.ingress] if self.ingress else None
+            body["status"] = {"loadBalancer": {"ingress": ingress}}
+        return body
 
 
 class ServiceStatusWriter:
-    """Controller-side writes. Each method returns None on success, else the failure."""
+    """Controller-side writes. Each method returns None on success, else the failure.
 
-    def __init__(self, api: client.ApiClient, *, namespace: str) -> None:
+    Everything goes through status subresources, as MetalLB's controller does: the
+    Service's pool annotation and ingress in one merge patch of `services/status` (the
+    Service status strategy keeps metadata changes and only protects the spec), so the
+    controller needs no write access to Services themselves. Each write carries the
+    resourceVersion it was decided on and a request timeout."""
+
+    def __init__(
+        self, api: client.ApiClient, *, namespace: str, request_timeout: float = 10.0
+    ) -> None:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.namespace = namespace
+        self.request_timeout = request_timeout
 
-    def set_ingress(self, key: str, ips: Sequence[IPAddress]) -> ApiFailure | None:
-        """Replace status.loadBalancer.ingress with `ips` (empty: clear it)."""
-        ns, _, name = key.partition("/")
-        lb: dict[str, Any] = {"ingress": [{"ip": str(ip)} for ip in ips] if ips else None}
-        return self._call(
-            self.core.patch_namespaced_service_status,
-            name,
-            ns,
-            {"status": {"loadBalancer": lb}},
-        )
+    def write_allocation(self, write: AllocationWrite) -> ApiFailure | None:
+        """Apply one `AllocationWrite` (pool annotation and ingress land together)."""
+        ns, _, name = write.key.partition("/")
+        try:
+            call(
+                self.core.patch_namespaced_service_status,
+                name,
+                ns,
+                write.body(),
+                _content_type=MERGE_PATCH,
+                _request_timeout=self.request_timeout,
+            )
+        except Exception as exc:
+            return self._failed("Service status", write.key, exc)
+        return None
 
-    def set_pool_annotation(self, key: str, pool: str | None) -> ApiFailure | None:
-        """Set (or remove, with None) metallb.io/ip-allocated-from-pool."""
-        ns, _, name = key.partition("/")
-        patch = {"metadata": {"annotations": {ALLOCATED_FROM_POOL: pool}}}
-        return self._call(self.core.patch_namespaced_service, name, ns, patch)
-
-    def set_pool_status(self, pool: str, counts: Mapping[str, int]) -> ApiFailure | None:
-        """Patch IPAddressPool status (assignedIPv4, assignedIPv6, availableIPv4, ...)."""
+    def set_pool_status(
+        self, pool: str, counts: Mapping[str, int], resource_version: str | None = None
+    ) -> ApiFailure | None:
+        """Patch IPAddressPool status (assignedIPv4, assignedIPv6, availableIPv4, ...),
+        conditional on `resource_version` when given."""
+        body: dict[str, Any] = {"status": dict(counts)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
             call(
                 self.custom.patch_namespaced_custom_object_status,
@@ -84,24 +131,21 @@ class ServiceStatusWriter:
                 self.namespace,
                 "ipaddresspools",
                 pool,
-                {"status": dict(counts)},
+                body,
                 _content_type=MERGE_PATCH,
+                _request_timeout=self.request_timeout,
             )
         except Exception as exc:
             return self._failed("IPAddressPool status", pool, exc)
         return None
 
-    def _call(self, method: Any, name: str, ns: str, body: dict[str, Any]) -> ApiFailure | None:
-        try:
-            call(method, name, ns, body, _content_type=MERGE_PATCH)
-        except Exception as exc:
-            return self._failed(method.__name__, f"{ns}/{name}", exc)
-        return None
-
     @staticmethod
     def _failed(what: str, target: str, exc: BaseException) -> ApiFailure:
         failure = api_failure(exc)
-        log.warning("%s %s failed: %s", what, target, failure.message)
+        if failure.conflict:
+            log.info("%s %s changed since it was read; retrying on the newer one", what, target)
+        else:
+            log.warning("%s %s failed: %s", what, target, failure.message)
         return failure
 
 
@@ -306,6 +350,7 @@ class L2StatusWriter:
                 self.namespace,
                 "servicel2statuses",
                 body,
+                _request_timeout=_L2_TIMEOUT,
             )
         except Exception as exc:
             log.warning("ServiceL2Status for %s: create failed: %s", key, api_failure(exc).message)
@@ -330,6 +375,7 @@ class L2StatusWriter:
                 obj_name,
                 {"status": self._status(key, ifaces)},
                 _content_type=MERGE_PATCH,
+                _request_timeout=_L2_TIMEOUT,
             )
         except Exception as exc:
             log.warning(
@@ -347,6 +393,7 @@ class L2StatusWriter:
                 self.namespace,
                 "servicel2statuses",
                 obj_name,
+                _request_timeout=_L2_TIMEOUT,
             )
         except Exception as exc:
             failure = api_failure(exc)

@@ -123,20 +123,44 @@ RESOURCES: Mapping[str, Resource] = {
 
 @dataclass(frozen=True, slots=True)
 class WatchConfig:
-    """Timings of one watcher."""
+    """Timings of one watcher.
 
-    watch_timeout: int = 300
+    A watch connection that died silently (no FIN, no RST: a dropped NAT or conntrack
+    entry, a vanished peer, a hung API server) must be noticed within about a minute.
+    Two things see to it: TCP keepalive on every client socket (`convert.new_api_client`:
+    a dead peer is found in about 30 s), and a watch the server must end within
+    `watch_timeout`..`2 * watch_timeout` seconds, read with a client-side timeout
+    `read_slack` seconds longer (a server that keeps the connection but sends nothing is
+    found within `max_silence`). Resuming from the last resourceVersion costs the API
+    server's watch cache almost nothing."""
+
+    watch_timeout: int = 30
     """Shortest time, seconds, the server keeps one watch open (timeoutSeconds); then we
     resume. Each watch asks for a random value in [watch_timeout, 2 * watch_timeout), as
     client-go does, so a fleet of speakers does not reconnect in step."""
-    read_slack: float = 30.0
-    """Extra seconds beyond watch_timeout before a silent connection counts as dead."""
+    read_slack: float = 10.0
+    """Extra seconds beyond the watch's timeoutSeconds before a silent connection counts
+    as dead."""
     connect_timeout: float = 5.0
+    list_timeout: float = 60.0
+    """Seconds a list may stay silent before it counts as failed."""
     backoff_initial: float = 0.5
     """First retry delay after a failure, seconds; doubles up to backoff_max."""
     backoff_max: float = 30.0
     backoff_jitter: float = 0.2
     """Fraction of random spread added to each delay, so speakers do not retry in step."""
+
+    @property
+    def max_silence(self) -> float:
+        """The longest a dead watch connection can go unnoticed, seconds."""
+        return 2 * self.watch_timeout + self.read_slack
+
+    @property
+    def stall_limit(self) -> float:
+        """The longest a healthy watcher's loop can go without progress (one call at its
+        timeout plus the longest backoff), with a margin: past it the loop is stuck."""
+        longest_call = self.connect_timeout + max(self.max_silence, self.list_timeout)
+        return longest_call + self.backoff_max * (1 + self.backoff_jitter) + 30.0
 
 
 @dataclass
@@ -178,6 +202,7 @@ class Watcher:
         config: WatchConfig | None = None,
         rng: random.Random | None = None,
         on_error: Callable[[ApiFailure], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         self.api = api
         self.resource = resource
@@ -194,6 +219,7 @@ class Watcher:
         self._lock = threading.Lock()
         self._response: Any = None
         self._on_error = on_error
+        self._heartbeat = heartbeat or (lambda: None)
         self.resource_version: str | None = None
         self.synced = False
         """True after the first successful list; stays True through outages."""
@@ -224,6 +250,7 @@ class Watcher:
         """List, then watch, forever: yields Replaced, then Added/Modified/Deleted."""
         need_list = True
         while not self._stop.is_set():
+            self._heartbeat()
             try:
                 if need_list:
                     yield self._list()
@@ -288,7 +315,8 @@ class Watcher:
         )
 
     def _list(self) -> Delta:
-        resp = self._call(_request_timeout=(self.config.connect_timeout, 60.0))
+        cfg = self.config
+        resp = self._call(_request_timeout=(cfg.connect_timeout, cfg.list_timeout))
         body = response_json(resp)
         items = body.get("items") or []
         r = self.resource
@@ -323,6 +351,7 @@ class Watcher:
                 return
             self.connected = True
             for line in _lines(resp):
+                self._heartbeat()
                 delta = self._event(line)
                 if delta is not None:
                     self._backoff.reset()

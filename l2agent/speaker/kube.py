@@ -25,6 +25,7 @@ from l2agent.model.crds import InterfaceSelection
 from l2agent.model.problems import ObjectProblem
 from l2agent.model.snapshot import BuildResult
 from l2agent.plan import Plan
+from l2agent.speaker.placement import runs_speaker
 from l2agent.speaker.run import PlanOutcome, Speaker
 
 __all__ = ["KubeSpeakerLink", "attach_kube_source", "owned_services", "peer_addresses"]
@@ -38,11 +39,13 @@ def peer_addresses(
     nodes: Iterable[Mapping[str, Any]], me: str, port: int = GOSSIP_PORT
 ) -> list[Address]:
     """Gossip peers from the Node objects: each other node's first InternalIP (speakers
-    run on the host network, so that is where their memberlist listens). Sorted."""
+    run on the host network, so that is where their memberlist listens), for the nodes
+    the speaker DaemonSet can run on (`placement.runs_speaker`: no Windows nodes, no
+    nodes with taints it does not tolerate). Sorted."""
     out = []
     for node in nodes:
         name = (node.get("metadata") or {}).get("name")
-        if not name or name == me:
+        if not name or name == me or not runs_speaker(node):
             continue
         addresses = (node.get("status") or {}).get("addresses") or []
         ip = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
@@ -177,6 +180,7 @@ def attach_kube_source(
     holder.append(link)
     speaker.plan_listeners.append(link.plan_applied)
     speaker.ready_checks.append(lambda: bool(source.synced))
+    speaker.liveness_checks.append(source.stuck)
     speaker.on_shutdown.append(source.stop)
     source.start()
     return link

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 from gossip.actions import Address
-from gossip.addresses import GOSSIP_PORT, parse_address, split_list
+from gossip.addresses import GOSSIP_PORT, format_address, parse_address, split_list
 from gossip.errors import LocalError as GossipLocalError
 from l2agent import logs
 from l2agent.announce.schedule import AnnounceConfig
+from l2agent.health import parse_metrics_addr
 from l2agent.interfaces.inventory import DEFAULT_EXCLUDE
 from l2agent.metrics import SpeakerMetrics
 from l2agent.plan import InputSource
@@ -24,7 +25,7 @@ from l2agent.speaker.gossip import GossipMembership
 from l2agent.speaker.membership import Membership, StaticMembership
 from l2agent.speaker.run import Speaker, SpeakerOptions
 
-__all__ = ["build_membership", "options_from", "raise_priority", "run_speaker"]
+__all__ = ["build_membership", "metrics_address", "options_from", "raise_priority", "run_speaker"]
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,24 @@ def build_membership(args: argparse.Namespace, node: str) -> Membership | Gossip
     return GossipMembership(config, join_targets(args.join, bind_port), keyring=keyring)
 
 
+def metrics_address(args: argparse.Namespace) -> str | None:
+    """`--metrics-addr` and `--metrics-port` as one `HOST:PORT` text (None: turned off by
+    an empty `--metrics-addr`). Raises `BadAddress` for a text that does not parse."""
+    if args.metrics_addr == "":
+        return None
+    host, port = parse_metrics_addr(args.metrics_addr or "", args.metrics_port)
+    return format_address(host, port) if host else f":{port}"
+
+
 def options_from(args: argparse.Namespace) -> SpeakerOptions:
     return SpeakerOptions(
         node=args.node_name,
         exclude=tuple(args.interface_exclude) if args.interface_exclude else DEFAULT_EXCLUDE,
         ignore_exclude_lb=args.ignore_exclude_lb,
-        lb_class=args.lb_class,
+        lb_class=args.lb_class or None,  # the manifests pass an empty --lb-class for "none"
         announce=AnnounceConfig(refresh_interval=args.gratuitous_interval),
         handover_drain=args.handover_drain,
-        metrics_addr=args.metrics_addr or None,
+        metrics_addr=metrics_address(args),
         source=InputSource.CLUSTER if args.kubeconfig else InputSource.STATIC,
     )
 
@@ -106,11 +116,12 @@ def run_speaker(args: argparse.Namespace) -> int:
         return _usage_error("give --config FILE|DIR (static) or --kubeconfig")
     try:
         membership = build_membership(args, args.node_name)
+        options = options_from(args)
     except (GossipLocalError, OSError) as exc:  # bad address, setting, or key file
         return _usage_error(str(exc))
 
     async def main() -> int:
-        speaker = Speaker(options_from(args), membership)
+        speaker = Speaker(options, membership)
         speaker.on_started.append(functools.partial(raise_priority, args.realtime_priority))
         attach_bgp(
             speaker,

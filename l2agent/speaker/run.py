@@ -21,7 +21,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -109,6 +109,9 @@ class Speaker:
         """Called after every replan (Kubernetes mode mirrors the plan into ServiceL2Status)."""
         self.ready_checks: list[Callable[[], bool]] = [membership.ready]
         """All must hold for /readyz (e.g. the Kubernetes caches have synced)."""
+        self.liveness_checks: list[Callable[[], Iterable[object]]] = []
+        """Each names what is stuck (e.g. a watch thread); /healthz fails while any does.
+        The event loop itself needs no check: a stuck loop cannot answer /healthz."""
         self.on_started: list[Callable[[], None]] = []
         """Called once joined and serving (e.g. raise the scheduling priority: start-up's
         imports and parsing must not run ahead of every other process on the CPU)."""
@@ -239,6 +242,10 @@ class Speaker:
     def ready(self) -> bool:
         return all(check() for check in self.ready_checks)
 
+    def stuck(self) -> list[object]:
+        """What keeps the speaker from being live (empty: live)."""
+        return [item for check in self.liveness_checks for item in check()]
+
     # -- life cycle ---------------------------------------------------------------------------
 
     async def run(self) -> int:
@@ -252,6 +259,7 @@ class Speaker:
                 host=host,
                 port=port,
                 ready=self.ready,
+                live=self.stuck,
                 status=speaker_status(self.options.node, self.ownership_rows, self.membership.rows),
             )
             await self._health.start()

@@ -268,7 +268,7 @@ def test_speaker_security_posture(rendered: list[dict[str, Any]]) -> None:
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     c = _container(ds, "speaker")
     sc = c["securityContext"]
-    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW"]}
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW", "SYS_NICE"]}
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
     assert "privileged" not in sc
@@ -310,15 +310,38 @@ def _rules(objs: list[dict[str, Any]], kind: str, name: str) -> list[dict[str, A
 
 
 def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
+    secret_rules = []
     for role in _by_kind(rendered, "ClusterRole") + _by_kind(rendered, "Role"):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"], role
             assert "pods" not in rule["resources"], role
             if "secrets" in rule["resources"]:
-                # BGP passwords (passwordSecret): read only, only in our own namespace (the
-                # speaker's watch asks only for kubernetes.io/basic-auth ones)
-                assert (role["kind"], role["metadata"]["name"]) == ("Role", "l2agent-speaker")
-                assert rule["resources"] == ["secrets"] and rule["verbs"] == ["list", "watch"]
+                secret_rules.append((role["kind"], role["metadata"]["name"], rule))
+    # Secrets: the controller creates the gossip key and reads that one name; the speaker
+    # reads BGP passwords (passwordSecret) in our own namespace only (its watch asks only
+    # for kubernetes.io/basic-auth ones). Nothing else.
+    assert secret_rules == [
+        (
+            "Role",
+            "l2agent-controller",
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        ),
+        (
+            "Role",
+            "l2agent-controller",
+            {
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "resourceNames": ["memberlist"],
+                "verbs": ["get"],
+            },
+        ),
+        (
+            "Role",
+            "l2agent-speaker",
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]},
+        ),
+    ]
     granted: dict[tuple[str, str], set[str]] = {}
     for kind, name, who in (
         ("ClusterRole", "l2agent:speaker", "speaker"),
@@ -332,6 +355,9 @@ def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
     # The speaker never writes Services; the controller never deletes anything.
     assert granted[("speaker", "services")] == {"list", "watch"}
     assert granted[("speaker", "servicel2statuses")] == {"list", "watch", "create", "delete"}
+    # The controller writes the pool annotation and the ingress through services/status
+    # only (as MetalLB does): no write access to Services themselves.
+    assert granted[("controller", "services")] == {"list", "watch"}
     assert granted[("controller", "services/status")] == {"patch"}
     assert granted[("controller", "leases")] == {"create", "get", "update"}
     assert not any("delete" in v for (who, _), v in granted.items() if who == "controller")
@@ -360,6 +386,16 @@ def test_network_policies_follow_the_seed(rendered: list[dict[str, Any]]) -> Non
     assert ingress == {("TCP", 7472)}
 
 
+def _substitute(c: dict[str, Any], host_ip: str) -> list[str]:
+    """The container's args as the kubelet expands them: $(VAR) from the declared env
+    values, the downward-API ones made up (HOST_IP given)."""
+    import re
+
+    values = {e["name"]: e.get("value", "x") for e in c.get("env", [])}
+    values["HOST_IP"] = host_ip
+    return [re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], a) for a in c["args"]]
+
+
 def test_container_args_parse_with_our_cli(rendered: list[dict[str, Any]]) -> None:
     """The manifests and `l2agent`'s argument parser agree on every flag."""
     import re
@@ -375,8 +411,7 @@ def test_container_args_parse_with_our_cli(rendered: list[dict[str, Any]]) -> No
         declared = {e["name"] for e in c.get("env", [])}
         used = {v for a in c["args"] for v in re.findall(r"\$\((\w+)\)", a)}
         assert used <= declared, f"{name}: args use undeclared env {used - declared}"
-        args = [re.sub(r"\$\((\w+)\)", "192.0.2.9", a) for a in c["args"]]
-        ns = parser.parse_args(args)
+        ns = parser.parse_args(_substitute(c, "192.0.2.9"))
         assert ns.command == cname
         assert ns.kubeconfig == "-"
 
@@ -417,3 +452,30 @@ def test_frr_sidecar_posture_and_termination_order(rendered: list[dict[str, Any]
     assert "-p 0" in daemons["bgpd_options"]  # bgpd never listens on the host network
     assert all("-P 0" in daemons[f"{d}_options"] for d in ("zebra", "bgpd", "bfdd", "staticd"))
     assert startup["vtysh.conf"].strip() == "service integrated-vtysh-config"
+
+
+@pytest.mark.parametrize("host_ip", ["192.0.2.9", "2001:db8::9"])
+def test_speaker_addresses_parse_on_ipv4_and_ipv6_nodes(
+    rendered: list[dict[str, Any]], host_ip: str
+) -> None:
+    """status.hostIP is bare (no brackets) on an IPv6-primary node: host and port are
+    separate flags, so gossip binds and metrics listen on the node's address and the
+    declared container ports, whatever the family."""
+    from l2agent.cli import build_parser
+    from l2agent.speaker.main import build_membership, metrics_address
+
+    ds = _one(rendered, "DaemonSet", "l2agent-speaker")
+    c = _container(ds, "speaker")
+    args = build_parser().parse_args(_substitute(c, host_ip))
+    args.secret_key_file = None  # the Secret is not mounted here
+    membership = build_membership(args, "node-1")
+    config = membership.config  # type: ignore[attr-defined]
+    ports = {(p["name"], p["containerPort"]) for p in c["ports"]}
+    assert (config.bind_addr, config.bind_port) == (host_ip, 7946)
+    assert ("memberlist-udp", config.bind_port) in ports
+    from l2agent.health import parse_metrics_addr
+
+    text = metrics_address(args)
+    assert text is not None
+    assert parse_metrics_addr(text) == (host_ip, 7472)
+    assert ("monitoring", 7472) in ports

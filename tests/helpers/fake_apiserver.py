@@ -35,6 +35,7 @@ RESOURCES: dict[str, tuple[str, str, str, bool, bool]] = {
     "namespaces": ("", "v1", "Namespace", False, True),
     "events": ("", "v1", "Event", True, False),
     "pods": ("", "v1", "Pod", True, True),
+    "secrets": ("", "v1", "Secret", True, False),
     "endpointslices": ("discovery.k8s.io", "v1", "EndpointSlice", True, False),
     "leases": ("coordination.k8s.io", "v1", "Lease", True, False),
     "ipaddresspools": ("metallb.io", "v1beta1", "IPAddressPool", True, True),
@@ -44,7 +45,6 @@ RESOURCES: dict[str, tuple[str, str, str, bool, bool]] = {
     "bgpadvertisements": ("metallb.io", "v1beta1", "BGPAdvertisement", True, True),
     "bfdprofiles": ("metallb.io", "v1beta1", "BFDProfile", True, True),
     "communities": ("metallb.io", "v1beta1", "Community", True, True),
-    "secrets": ("", "v1", "Secret", True, False),
 }
 KIND_TO_PLURAL = {v[2]: k for k, v in RESOURCES.items()}
 
@@ -648,6 +648,17 @@ def _make_handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             if route.subresource == "status":
                 merged = copy.deepcopy(old)
                 merged["status"] = new.get("status")
+                if RESOURCES[route.plural][0] == "":
+                    # Core kinds' status strategies (Service, Node, Pod) reset only the
+                    # spec: labels and annotations sent to /status land (MetalLB's
+                    # controller writes its pool annotation so). A CRD's /status takes
+                    # the status alone.
+                    for part in ("labels", "annotations"):
+                        value = (new.get("metadata") or {}).get(part)
+                        if value is None:
+                            merged["metadata"].pop(part, None)
+                        else:
+                            merged["metadata"][part] = copy.deepcopy(value)
                 merged["metadata"]["resourceVersion"] = new.get("metadata", {}).get(
                     "resourceVersion", old["metadata"]["resourceVersion"]
                 )
@@ -748,6 +759,8 @@ def _make_handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Transfer-Encoding", "chunked")
+            # Said, not only done: a client must not reuse the connection we are closing.
+            self.send_header("Connection", "close")
             self.end_headers()
             self.close_connection = True
             try:

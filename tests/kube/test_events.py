@@ -22,6 +22,7 @@ from l2agent.kube.status import (
     LABEL_NODE,
     LABEL_SERVICE_NAME,
     LABEL_SERVICE_NAMESPACE,
+    AllocationWrite,
     L2StatusWriter,
     ServiceStatusWriter,
     plan_l2_status,
@@ -130,31 +131,53 @@ def service(name: str = "web", ns: str = "default") -> dict[str, Any]:
 
 
 def test_service_status_and_annotation(apiserver: Any, api_client: client.ApiClient) -> None:
-    apiserver.put(service())
+    """Pool annotation and ingress in one write, through services/status only."""
+    rv = apiserver.put(service())["metadata"]["resourceVersion"]
     w = ServiceStatusWriter(api_client, namespace=NS)
-    assert (
-        w.set_ingress("default/web", [ip_address("192.0.2.1"), ip_address("2001:db8::1")]) is None
-    )
-    assert w.set_pool_annotation("default/web", "pool-a") is None
+    ips = (ip_address("192.0.2.1"), ip_address("2001:db8::1"))
+    write = AllocationWrite("default/web", rv, ingress=ips, set_pool=True, pool="pool-a")
+    assert w.write_allocation(write) is None
     svc = apiserver.get("Service", "default", "web")
     assert svc["status"]["loadBalancer"]["ingress"] == [{"ip": "192.0.2.1"}, {"ip": "2001:db8::1"}]
     assert svc["metadata"]["annotations"] == {"keep": "me", ALLOCATED_FROM_POOL: "pool-a"}
     assert svc["spec"]["ports"] == [{"port": 80}]
-    # Both went through the right endpoints: status via the subresource.
+    assert [r.method for r in apiserver.requests if "/services/" in r.path] == ["PATCH"]
     assert apiserver.requests_for("PATCH", "/namespaces/default/services/web/status")
-    assert w.set_ingress("default/web", []) is None
-    assert w.set_pool_annotation("default/web", None) is None
+    rv = svc["metadata"]["resourceVersion"]
+    clear = AllocationWrite("default/web", rv, ingress=(), set_pool=True, pool=None)
+    assert w.write_allocation(clear) is None
     svc = apiserver.get("Service", "default", "web")
     assert "ingress" not in svc["status"]["loadBalancer"]
     assert svc["metadata"]["annotations"] == {"keep": "me"}
+    assert all(r.path.endswith("/status") for r in apiserver.requests if "/services/" in r.path)
+
+
+def test_allocation_write_on_a_stale_version_is_refused(
+    apiserver: Any, api_client: client.ApiClient
+) -> None:
+    """A decision made on an old view of the Service (a stale leader's) never lands."""
+    old = apiserver.put(service())["metadata"]["resourceVersion"]
+    changed = service()
+    changed["metadata"]["annotations"]["edited"] = "by someone else"
+    apiserver.put(changed)
+    w = ServiceStatusWriter(api_client, namespace=NS)
+    stale = AllocationWrite(
+        "default/web", old, ingress=(ip_address("192.0.2.1"),), set_pool=True, pool="p"
+    )
+    failure = w.write_allocation(stale)
+    assert failure is not None and failure.conflict
+    svc = apiserver.get("Service", "default", "web")
+    assert "status" not in svc or not (svc["status"].get("loadBalancer") or {}).get("ingress")
+    assert ALLOCATED_FROM_POOL not in svc["metadata"]["annotations"]
 
 
 def test_service_writer_reports_failures(apiserver: Any, api_client: client.ApiClient) -> None:
     w = ServiceStatusWriter(api_client, namespace=NS)
-    failure = w.set_ingress("default/missing", [ip_address("192.0.2.1")])
+    write = AllocationWrite("default/missing", None, ingress=(ip_address("192.0.2.1"),))
+    failure = w.write_allocation(write)
     assert failure is not None and failure.not_found
     with apiserver.outage():
-        failure = w.set_pool_annotation("default/missing", "p")
+        failure = w.write_allocation(write)
     assert failure is not None and failure.unreachable
 
 

@@ -271,13 +271,21 @@ def test_announce_failed_when_no_requested_interface_exists(apiserver: Any) -> N
     asyncio.run(main())
 
 
-def test_peer_addresses() -> None:
-    def node(name: str, *addrs: tuple[str, str]) -> dict[str, Any]:
-        return {
-            "metadata": {"name": name},
-            "status": {"addresses": [{"type": t, "address": a} for t, a in addrs]},
-        }
+def node(
+    name: str,
+    *addrs: tuple[str, str],
+    os_label: str | None = "linux",
+    taints: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    labels = {"kubernetes.io/os": os_label} if os_label else {}
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"taints": taints} if taints else {},
+        "status": {"addresses": [{"type": t, "address": a} for t, a in addrs]},
+    }
 
+
+def test_peer_addresses() -> None:
     nodes = [
         node("node-2", ("Hostname", "node-2"), ("InternalIP", "192.0.2.12")),
         node("node-1", ("InternalIP", "192.0.2.11")),
@@ -290,13 +298,37 @@ def test_peer_addresses() -> None:
     ]
 
 
+def test_peers_are_only_nodes_the_daemonset_runs_on() -> None:
+    """Windows nodes, unlabelled ones and nodes tainted against the speaker get no speaker
+    pod, so nobody joins them; control-plane, cordoned and not-ready nodes keep theirs."""
+    ip = ("InternalIP", "192.0.2.{}")
+
+    def n(i: int, **kw: Any) -> dict[str, Any]:
+        return node(f"node-{i}", (ip[0], ip[1].format(i)), **kw)
+
+    nodes = [
+        n(1),
+        n(2),
+        n(3, os_label="windows"),
+        n(4, os_label=None),
+        n(5, taints=[{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]),
+        n(6, taints=[{"key": "dedicated", "value": "gpu", "effect": "NoExecute"}]),
+        n(7, taints=[{"key": "dedicated", "value": "gpu", "effect": "PreferNoSchedule"}]),
+        n(8, taints=[{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
+        n(9, taints=[{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]),
+        n(10, taints=[{"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]),
+    ]
+    peers = {addr for addr, _ in peer_addresses(nodes, "node-1", 7946)}
+    assert peers == {f"192.0.2.{i}" for i in (2, 7, 8, 9, 10)}
+
+
 def test_peers_go_to_a_membership_that_takes_them(apiserver: Any) -> None:
     seed(apiserver)
     apiserver.put(
         {
             "apiVersion": "v1",
             "kind": "Node",
-            "metadata": {"name": "node-2", "labels": {}},
+            "metadata": {"name": "node-2", "labels": {"kubernetes.io/os": "linux"}},
             "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.12"}]},
         }
     )

@@ -48,6 +48,8 @@ CORE_MODULES = (
     "l2agent.bgp.report",
     "l2agent.speaker.ownership",
     "l2agent.speaker.membership",
+    "l2agent.speaker.placement",
+    "l2agent.heartbeat",
     "l2agent.controller.planner",
     "l2agent.ratelimit",
     "l2agent.bgp.frr_state",
