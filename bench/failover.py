@@ -1,7 +1,9 @@
 """Failover benchmark: l2agent against keepalived VRRP and the Go memberlist, same lab, same run.
 
-``python -m bench.failover [--trials 20] [--cases ...] [--out-dir bench/results]`` (root,
-iproute2; keepalived and Go are optional, their cases are skipped with a reason). A client in
+``python -m bench.failover [--trials 20] [--cases ...] [--out-dir bench/results]
+[--privileges daemonset|root]`` (root, iproute2, setpriv; keepalived and Go are optional,
+their cases are skipped with a reason). The l2agent speakers run with exactly the shipped
+DaemonSet's capabilities (``bench/_privileges.py``) unless ``--privileges root``. A client in
 the lab probes a VIP over UDP every 2 ms; each node runs a UDP echo server that answers with
 its node name, so every reply says which node got the packet.
 
@@ -55,6 +57,7 @@ from typing import Any
 
 from bench._cases import CASES, LABELS, NOTES, RATIO_CASES
 from bench._keepalived import KEEPALIVED_VIP, Keepalived
+from bench._privileges import PRIVILEGES, daemonset_wrapper, process_privileges
 from bench._stats import Row, summarize
 from l2agent.lab.netns import Lab, tools_missing
 from l2agent.lab.prober import Probe, outage
@@ -152,9 +155,13 @@ def client_outage(probes: Sequence[Probe], t_fault: float) -> Trial:
 class L2agentBench:
     """Three speakers with shipped defaults (plus ``extra`` arguments) on the demo config."""
 
-    def __init__(self, lab: Lab, workdir: Path, extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self, lab: Lab, workdir: Path, extra: Sequence[str] = (), wrapper: Sequence[str] = ()
+    ) -> None:
         self.lab = lab
-        self.sp = LabSpeakers(lab, demo_config_path(), workdir=workdir, extra=extra)
+        self.sp = LabSpeakers(
+            lab, demo_config_path(), workdir=workdir, extra=extra, wrapper=wrapper
+        )
         self.ips = [str(v) for v in LAB_VIPS]
         self.steady: dict[str, str] = {}
 
@@ -496,19 +503,27 @@ def case_result(name: str, trials: Sequence[Trial], skipped: str | None = None) 
 
 
 def run(
-    trials: int, cases: Sequence[str], workdir: Path, speaker_args: Sequence[str] = ()
+    trials: int,
+    cases: Sequence[str],
+    workdir: Path,
+    speaker_args: Sequence[str] = (),
+    privileges: str = "daemonset",
 ) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
+    wrapper = daemonset_wrapper() if privileges == "daemonset" else []
+    held: dict[str, Any] | None = None
     if tools_missing("ip"):
         raise SystemExit("the lab needs iproute2 (`ip`); run `make bench`, which installs it")
     with Lab(3, vips=LAB_VIPS) as lab:
         l2 = [c for c in cases if c.startswith("l2agent-")]
         if l2:
-            bench = L2agentBench(lab, workdir / "l2agent", extra=speaker_args)
+            bench = L2agentBench(lab, workdir / "l2agent", extra=speaker_args, wrapper=wrapper)
             (workdir / "l2agent").mkdir(parents=True, exist_ok=True)
             try:
                 bench.start()
                 bench.settle()
+                held = process_privileges(next(iter(bench.sp.speakers.values())).pid)
+                print(f"speaker privileges ({privileges}): {held}", flush=True)
                 runs = {
                     "l2agent-link-down": bench.link_down,
                     "l2agent-sigkill": bench.sigkill,
@@ -554,6 +569,7 @@ def run(
         "source": source_version(),
         "trials_requested": trials,
         "speaker_args": list(speaker_args),
+        "speaker_privileges": {"mode": privileges, "wrapper": wrapper, "held": held},
         "probe_interval_s": 0.002,
         "cases": results,
         "ratios": ratios(results),
@@ -643,6 +659,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--speaker-args", default="", help="extra `l2agent speaker` arguments (shell-quoted)"
     )
+    ap.add_argument(
+        "--privileges",
+        choices=PRIVILEGES,
+        default="daemonset",
+        help="daemonset (default): the speakers hold exactly deploy/speaker.yaml's "
+        "capabilities and no_new_privs; root: the lab's full root",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cases = [c for c in args.cases.split(",") if c]
@@ -651,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown cases {sorted(unknown)}; known: {', '.join(CASES)}")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="l2bench-") as tmp:
-        doc = run(args.trials, cases, Path(tmp), shlex.split(args.speaker_args))
+        doc = run(args.trials, cases, Path(tmp), shlex.split(args.speaker_args), args.privileges)
     doc["wall_seconds"] = round(time.monotonic() - started, 1)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     previous = args.out_dir / "failover.json"

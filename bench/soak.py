@@ -1,8 +1,9 @@
 """Soak: a healthy cluster under packet loss and a busy CPU must never move an IP.
 
 ``python -m bench.soak [--minutes 10] [--loss 0.1] [--extra "--gossip-preset fast"]
-[--out bench/results/soak.json]`` (root, iproute2, iptables). ``make soak`` runs 10 minutes;
-tests/e2e/test_soak.py runs one minute in CI.
+[--out bench/results/soak.json] [--privileges daemonset|root]`` (root, iproute2, iptables,
+setpriv). ``make soak`` runs 10 minutes; tests/e2e/test_soak.py runs one minute in CI. The
+speakers hold exactly the shipped DaemonSet's capabilities unless ``--privileges root``.
 
 Three speakers (shipped defaults unless ``--extra``) on the demo config settle to one owner
 per IP. Then, for the whole soak:
@@ -37,6 +38,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench._privileges import PRIVILEGES, daemonset_wrapper, process_privileges
 from bench.failover import source_version
 from l2agent.lab.netns import CLIENT, Lab, tools_missing
 from l2agent.lab.speakers import LabSpeakers
@@ -118,7 +120,11 @@ def _snapshot(sp: LabSpeakers) -> dict[str, dict[str, float]]:
 
 
 def run_soak(
-    minutes: float, loss: float = 0.1, extra: tuple[str, ...] = (), workdir: Path | None = None
+    minutes: float,
+    loss: float = 0.1,
+    extra: tuple[str, ...] = (),
+    workdir: Path | None = None,
+    privileges: str = "daemonset",
 ) -> dict[str, Any]:
     """Run the soak and return its report (see the module docstring)."""
     missing = tools_missing("ip", "iptables", "ip6tables")
@@ -126,12 +132,14 @@ def run_soak(
         raise RuntimeError(f"the soak needs {', '.join(missing)} (scripts/install-deps.sh)")
     work = workdir or Path(tempfile.mkdtemp(prefix="l2soak-"))
     with Lab(3, vips=LAB_VIPS) as lab:
-        sp = LabSpeakers(lab, demo_config_path(), workdir=work, extra=extra)
+        wrapper = daemonset_wrapper() if privileges == "daemonset" else []
+        sp = LabSpeakers(lab, demo_config_path(), workdir=work, extra=extra, wrapper=wrapper)
         burners = []
         try:
             sp.start_all()
             owners_before = sp.wait_owners([str(v) for v in LAB_VIPS], timeout=60)
             time.sleep(2.0)  # let the join-time gossip settle before the baseline
+            held = {n: process_privileges(p.pid) for n, p in sp.speakers.items()}
             before = _snapshot(sp)
             log_offsets = {n: len(sp.log_text(n)) for n in lab.node_names}
             for node in lab.node_names:
@@ -169,6 +177,7 @@ def run_soak(
         "loss_per_link_direction": loss,
         "cpu_burners": os.cpu_count() or 1,
         "speaker_extra_args": list(extra),
+        "speaker_privileges": {"mode": privileges, "wrapper": wrapper, "held": held},
         "owners_before": owners_before,
         "owners_after": owners_after,
         "per_node": per_node,
@@ -185,9 +194,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loss", type=float, default=0.1, help="drop probability per direction")
     ap.add_argument("--extra", default="", help="more speaker arguments, shell-quoted")
     ap.add_argument("--out", type=Path, default=RESULTS / "soak.json")
+    ap.add_argument(
+        "--privileges",
+        choices=PRIVILEGES,
+        default="daemonset",
+        help="daemonset (default): exactly deploy/speaker.yaml's capabilities; root: all",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    report = run_soak(args.minutes, args.loss, tuple(shlex.split(args.extra)))
+    report = run_soak(
+        args.minutes, args.loss, tuple(shlex.split(args.extra)), privileges=args.privileges
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     t = report["total"]

@@ -29,7 +29,9 @@ class LabSpeakers:
 
     ``config``: the YAML every speaker reads. ``extra``: more speaker arguments (e.g.
     ``--gossip-preset lan``). ``gossip=False`` runs them in static mode (no gossip; members
-    are the config's Node objects). Logs go to ``workdir/<node>.log``.
+    are the config's Node objects). ``wrapper``: a command the speaker runs under (the
+    benchmarks' ``setpriv`` giving it exactly the DaemonSet's capabilities). Logs go to
+    ``workdir/<node>.log``.
     """
 
     def __init__(
@@ -40,10 +42,12 @@ class LabSpeakers:
         extra: Sequence[str] = (),
         workdir: Path | None = None,
         gossip: bool = True,
+        wrapper: Sequence[str] = (),
     ) -> None:
         self.lab = lab
         self.config = config
         self.extra = tuple(extra)
+        self.wrapper = tuple(wrapper)
         self.gossip = gossip
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="l2lab-"))
         self.speakers: dict[str, subprocess.Popen[Any]] = {}
@@ -56,6 +60,7 @@ class LabSpeakers:
     def speaker_argv(self, node: str) -> list[str]:
         me = self.address(node)
         argv = [
+            *self.wrapper,
             sys.executable, "-m", "l2agent.cli", "speaker",
             "--node-name", node,
             "--config", str(self.config),

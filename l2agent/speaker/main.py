@@ -93,14 +93,37 @@ def raise_priority(priority: int) -> None:
     try:
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
     except (OSError, AttributeError) as exc:
+        if _has_sys_nice():
+            why = (
+                "the kernel's realtime group scheduling (CONFIG_RT_GROUP_SCHED) gives this "
+                "cgroup no realtime budget (cpu.rt_runtime_us); see deploy/README.md"
+            )
+        else:
+            why = "grant CAP_SYS_NICE, as the shipped DaemonSet does"
         log.warning(
-            "cannot run at realtime priority %d (%s); a busy CPU may delay "
-            "failure detection (grant CAP_SYS_NICE)",
+            "cannot run at realtime priority %d (%s): %s; a busy CPU may delay failure "
+            "detection (--realtime-priority=0 turns this off)",
             priority,
             exc,
+            why,
         )
         return
     log.info("running at SCHED_RR priority %d", priority)
+
+
+_CAP_SYS_NICE = 23
+
+
+def _has_sys_nice() -> bool:
+    """Is CAP_SYS_NICE in this process's effective set (/proc/self/status CapEff)?"""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_SYS_NICE & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def _usage_error(message: str) -> int:
