@@ -154,13 +154,23 @@ def test_leadership_is_checked_before_each_write(
         return write(change)
 
     c.writer.write_allocation = write_then_expire  # type: ignore[method-assign]
+    reports: list[Any] = []
+    reconcile = c.reconcile
+
+    def recorded() -> Any:
+        reports.append(reconcile())
+        return reports[-1]
+
+    c.reconcile = recorded  # type: ignore[method-assign]
     c.start()
     try:
         wait_until(lambda: written, what="first write")
-        wait_until(lambda: c.last_report and c.last_report.skipped, what="pass ends")
+        wait_until(lambda: any(r.skipped for r in reports), what="pass ends")
         time.sleep(0.3)
         assert len(written) == 1
-        assert c.last_report is not None and c.last_report.skipped == "lost leadership"
+        (first,) = [r for r in reports if r.writes or r.skipped == "lost leadership"]
+        assert (first.writes, first.skipped) == (1, "lost leadership")
+        assert all(r.writes == 0 for r in reports if r is not first)
         patches = apiserver.requests_for("PATCH", "/services/")
         assert len(patches) == 1
         assert patches[0].path.endswith("/status")
