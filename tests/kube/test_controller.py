@@ -398,6 +398,7 @@ def test_l2agent_controller_command_end_to_end(apiserver: Any, tmp_path: Any) ->
                 return r.status, r.read().decode()
 
         assert get("/readyz")[0] == 200
+        assert get("/healthz") == (200, "ok\n")  # every loop (watches, Lease) is turning
         assert 'metallb_allocator_addresses_in_use_total{pool="pool"} 1.0' in get("/metrics")[1]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
