@@ -96,6 +96,8 @@ class BgpLink:
         if state is None or state is self._seen:
             return
         self._seen = state
+        if not state.bgp_peers and not self._engaged:
+            return  # no BGPPeer at all: a layer-2-only cluster costs no BGP planning
         text = self.announcer.replan(state)
         plan = self.announcer.plan
         if plan is not None and plan.sessions:
