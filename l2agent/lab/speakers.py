@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,8 +30,9 @@ class LabSpeakers:
     ``config``: the YAML every speaker reads. ``extra``: more speaker arguments (e.g.
     ``--gossip-preset lan``). ``gossip=False`` runs them in static mode (no gossip; members
     are the config's Node objects). ``wrapper``: a command the speaker runs under (the
-    benchmarks' ``setpriv`` giving it exactly the DaemonSet's capabilities). Logs go to
-    ``workdir/<node>.log``.
+    benchmarks' ``setpriv`` giving it exactly the DaemonSet's capabilities). ``frr_dir``:
+    BGP mode, the node's FRR directory (config and vty sockets, ``LabFrr.dir``) passed as
+    ``--frr-config-dir``/``--frr-run-dir``. Logs go to ``workdir/<node>.log``.
     """
 
     def __init__(
@@ -43,8 +44,10 @@ class LabSpeakers:
         workdir: Path | None = None,
         gossip: bool = True,
         wrapper: Sequence[str] = (),
+        frr_dir: Callable[[str], Path] | None = None,
     ) -> None:
         self.lab = lab
+        self.frr_dir = frr_dir
         self.config = config
         self.extra = tuple(extra)
         self.wrapper = tuple(wrapper)
@@ -66,6 +69,9 @@ class LabSpeakers:
             "--config", str(self.config),
             "--metrics-addr", f"{me}:{METRICS_PORT}",
         ]  # fmt: skip
+        if self.frr_dir is not None:
+            d = str(self.frr_dir(node))
+            argv += ["--frr-config-dir", d, "--frr-run-dir", d]
         if not self.gossip:  # static mode: members are the Node objects of the config
             return argv + list(self.extra)
         argv += ["--bind-addr", f"{me}:{GOSSIP_PORT}"]
