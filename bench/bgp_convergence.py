@@ -27,9 +27,14 @@ BGP cases (seconds; the node pulled or stopped rotates over the three nodes):
 - ``bgp-frr-sigterm``: no planned withdraw: FRR gets SIGTERM (bgpd sends a Cease) and the
   node stops serving at the same moment (a pod deleted with no termination order). Value
   as for the pull; lost probes show what the withdraw-first order saves.
-- ``bgp-service-add``: a new dual-stack Service: every node's speaker path (plan, render,
+- ``bgp-service-add``: a new Service: every node's speaker path (plan, render,
   ``FrrReloader.apply``) at once. Value: from the apply to router1's route having every node
   as nexthop; also the first nexthop and the client's first reply.
+- ``bgp-speaker-sigterm``: real ``l2agent speaker`` processes (static mode, the same YAML),
+  one gets SIGTERM; once it has exited the node stops serving. Value: from SIGTERM to
+  router1's FIB without the node; the speaker's exit time and the lost probes ride along.
+- ``bgp-speaker-service-add``: the speakers' file gains a Service, then SIGHUP: time to
+  router1's route via every node (and to the client's first reply), as ``l2-service-add``.
 
 Layer 2 cases, same lab, same run, the LAN client (``bench.failover.L2agentBench``):
 ``l2-link-down`` (client outage when the owner's cable is pulled), ``l2-sigterm`` (planned
@@ -65,7 +70,6 @@ from bench.failover import (
     _trials,
     case_result,
     source_version,
-    timeline,
 )
 from l2agent.bgp.announcer import BgpAnnouncer
 from l2agent.bgp.frr_config import FrrOptions
@@ -81,12 +85,14 @@ from l2agent.lab.bgp_cluster import (
     frr_conf,
     prefix,
     router_peers,
+    to_yaml,
 )
 from l2agent.lab.fib import FibWatch
 from l2agent.lab.frr import frr_missing
 from l2agent.lab.netns import tools_missing, wait_until
 from l2agent.lab.prober import Probe
 from l2agent.lab.routers import ROUTER_ASN, bird_missing, gobgp_missing
+from l2agent.lab.speakers import LabSpeakers
 from l2agent.lab.topology import bgp_vip, node_address, node_index, vip
 from l2agent.model import build_state
 from l2agent.static import load_yaml_files
@@ -113,6 +119,8 @@ BGP_CASES = (
     "bgp-planned-stop",
     "bgp-frr-sigterm",
     "bgp-service-add",
+    "bgp-speaker-sigterm",
+    "bgp-speaker-service-add",
 )
 L2_CASES = ("l2-link-down", "l2-sigterm", "l2-service-add")
 CASES = BGP_CASES + L2_CASES
@@ -124,6 +132,8 @@ LABELS = {
     "bgp-planned-stop": ("BGP, planned stop", "withdraw -> router FIB drops the node"),
     "bgp-frr-sigterm": ("BGP, FRR SIGTERM, no withdraw", "router FIB drops the node"),
     "bgp-service-add": ("BGP", "new Service -> route via every node"),
+    "bgp-speaker-sigterm": ("BGP, l2agent speakers", "SIGTERM -> router FIB drops the node"),
+    "bgp-speaker-service-add": ("BGP, l2agent speakers", "new Service -> route via every node"),
     "l2-link-down": ("L2 (fast preset)", "cable pulled: client outage"),
     "l2-sigterm": ("L2 (fast preset)", "SIGTERM: client outage"),
     "l2-service-add": ("L2 (fast preset)", "new Service -> client's first reply"),
@@ -270,7 +280,7 @@ class BgpBench:
             t - t0,
             lost=figures["lost_all"],
             extra={"victim": victim, **figures},
-            timeline=timeline(probes, t0, 0.2, t - t0 + 0.3),
+            timeline=None,  # no plot for these: keeps the JSON small
         )
 
     def planned_stop(self, i: int) -> Trial:
@@ -379,6 +389,82 @@ class BgpBench:
         self.watch.close()
 
 
+class SpeakerBench:
+    """``l2agent speaker`` processes in BGP mode (static mode) on the same lab and YAML."""
+
+    def __init__(self, bench: BgpBench, workdir: Path) -> None:
+        bl = bench.bl
+        assert bl.frr is not None and bl.echo is not None
+        self.bench = bench
+        self.config = workdir / "cluster.yaml"
+        self.base = to_yaml(bench.objects())
+        self.config.write_text(self.base)
+        self.sp = LabSpeakers(bl.lab, self.config, gossip=False, frr_dir=bl.frr.dir,
+                              workdir=workdir)  # fmt: skip
+        self.sp.echoes = bl.echo.echoes
+
+    def start(self) -> None:
+        for node in self.bench.bl.lab.node_names:
+            self.sp.start(node)
+        self.bench.converge()
+
+    def sigterm(self, i: int) -> Trial:
+        bench, sp = self.bench, self.sp
+        victim = bench.victim(i)
+        prober = bench.bl.probe(str(SERVICE[0]), WARMUP + 4.0, flows=FLOWS, interval=INTERVAL)
+        time.sleep(WARMUP)
+        mark = bench.watch.mark()
+        t0 = time.monotonic()
+        proc = sp.speakers.pop(victim)
+        proc.terminate()
+        rc = proc.wait(timeout=30)
+        exited = time.monotonic()
+        gone = bench.watch.wait_for(bench.v4, bench._without(victim), mark, 5.0)
+        bench.bl.lab.stop(sp.echoes.pop(victim))  # only now the node stops serving
+        probes = bench._probes(prober)
+        sp.start_echo(victim)
+        sp.start(victim)
+        bench.converge()
+        trial = bench._trial(gone, t0, probes, victim)
+        trial.extra.update({"speaker_exit_s": exited - t0, "speaker_rc": rc})
+        return trial
+
+    def service_add(self) -> Trial:
+        bench, sp, bl = self.bench, self.sp, self.bench.bl
+        new = [*bench.services, LabService("new", NEW_SERVICE)]
+        target = prefix(NEW_SERVICE[0])
+        every = bl.node_nexthops(bl.lab.node_names, 4)
+        prober = bl.probe(str(NEW_SERVICE[0]), WARMUP + 6.0, interval=INTERVAL)
+        time.sleep(WARMUP)
+        mark = bench.watch.mark()
+        self.config.write_text(to_yaml(bench.objects(new)))
+        t0 = time.monotonic()
+        for proc in sp.speakers.values():
+            proc.send_signal(signal.SIGHUP)
+        first = bench.watch.wait_for(target, bool, mark, 10.0)
+        full = bench.watch.wait_for(target, lambda hops: hops == every, mark, 10.0)
+        probes = bench._probes(prober)
+        replies = [p.replied for p in probes if p.replied is not None and p.replied >= t0]
+        self.config.write_text(self.base)
+        for proc in sp.speakers.values():
+            proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: not bl.nexthops(target), 15)
+        if full is None:
+            return Trial(None, error="the route never had every node")
+        return Trial(
+            full - t0,
+            extra={
+                "first_nexthop_s": None if first is None else first - t0,
+                "first_reply_s": min(replies) - t0 if replies else None,
+            },
+        )
+
+    def close(self) -> None:
+        for proc in self.sp.speakers.values():
+            self.bench.bl.lab.stop(proc)
+        self.sp.speakers.clear()
+
+
 # -- layer 2 beside it -------------------------------------------------------------------
 
 
@@ -443,7 +529,7 @@ def run(trials: int, cases: Sequence[str], workdir: Path) -> dict[str, Any]:
             bl.start_frr()
             bench = BgpBench(bl)
             try:
-                _bgp_cases(bench, bgp, trials, results)
+                _bgp_cases(bench, bgp, trials, workdir, results)
             finally:
                 bench.close()
                 assert bl.frr is not None
@@ -462,7 +548,9 @@ def run(trials: int, cases: Sequence[str], workdir: Path) -> dict[str, Any]:
     }
 
 
-def _bgp_cases(bench: BgpBench, cases: Sequence[str], n: int, out: dict[str, Any]) -> None:
+def _bgp_cases(
+    bench: BgpBench, cases: Sequence[str], n: int, workdir: Path, out: dict[str, Any]
+) -> None:
     profiles = {"bgp-bfd-seed": "default-bfd", "bgp-bfd-50ms": "fast-50ms", "bgp-hold-3s": None}
     for case, profile in profiles.items():
         if case not in cases:
@@ -480,6 +568,22 @@ def _bgp_cases(bench: BgpBench, cases: Sequence[str], n: int, out: dict[str, Any
         if case in cases:
             print(f"== {case}", flush=True)
             out[case] = case_result(case, _trials(case, n, fn))
+    speaker_cases = [c for c in cases if c.startswith("bgp-speaker-")]
+    if not speaker_cases:
+        return
+    (workdir / "speakers").mkdir(parents=True, exist_ok=True)
+    speakers = SpeakerBench(bench, workdir / "speakers")
+    try:
+        speakers.start()
+        runs: dict[str, Callable[[int], Trial]] = {
+            "bgp-speaker-sigterm": speakers.sigterm,
+            "bgp-speaker-service-add": lambda _i: speakers.service_add(),
+        }
+        for case in speaker_cases:
+            print(f"== {case}", flush=True)
+            out[case] = case_result(case, _trials(case, n, runs[case]))
+    finally:
+        speakers.close()
 
 
 def _l2_cases(bl: BgpLab, cases: Sequence[str], n: int, workdir: Path, out: dict[str, Any]) -> None:
@@ -508,8 +612,26 @@ NOTES = {
     "bgp-bfd-seed": "client: longest outage of a flow the node served (see JSON)",
     "bgp-planned-stop": "from the start of the withdraw (includes one frr-reload.py run)",
     "bgp-service-add": "from FrrReloader.apply on every node (frr-reload.py takes ~1 s)",
+    "bgp-speaker-sigterm": "the speaker withdraws, then exits; then the node stops serving",
+    "bgp-speaker-service-add": "from SIGHUP of the speakers",
     "l2-service-add": "from SIGHUP of the speakers",
 }
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` plus the cases only ``old`` has, each stamped with when and what it measured."""
+    cases = {}
+    for case in CASES:
+        if case in new["cases"]:
+            cases[case] = {**new["cases"][case], "measured": new["when"], "source": new["source"]}
+        elif case in old["cases"]:
+            kept = old["cases"][case]
+            cases[case] = {
+                **kept,
+                "measured": kept.get("measured", old["when"]),
+                "source": kept.get("source", old.get("source", "unknown")),
+            }
+    return {**new, "cases": cases}
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -539,7 +661,19 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{doc['host']['kernel']}; {FLOWS} UDP flows, one probe every {INTERVAL * 1e3:.0f} ms; "
         "`python -m bench.bgp_convergence`)\n\n"
     )
-    return title + render_table(rows, ref)
+    stamps = sorted({(r.get("measured", ""), r.get("source", "")) for r in doc["cases"].values()})
+    foot = ""
+    if len(stamps) > 1:
+        foot = (
+            "\nRows were measured in separate runs (`--merge`): "
+            + "; ".join(
+                f"{', '.join(c for c, r in doc['cases'].items() if r.get('measured') == w)} "
+                f"at {w} ({src})"
+                for w, src in stamps
+            )
+            + ".\n"
+        )
+    return title + render_table(rows, ref) + foot
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -547,6 +681,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=10, help="trials per case (default 10)")
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated subset")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the cases of the existing bgp_convergence.json that this run does not measure",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cases = [c for c in args.cases.split(",") if c]
@@ -566,7 +705,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     doc["wall_seconds"] = round(time.monotonic() - started, 1)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "bgp_convergence.json").write_text(json.dumps(doc, indent=1) + "\n")
+    previous = args.out_dir / "bgp_convergence.json"
+    if args.merge and previous.exists():
+        doc = merge(json.loads(previous.read_text()), doc)
+    previous.write_text(json.dumps(doc, indent=1) + "\n")
     table = markdown(doc)
     (args.out_dir / "bgp_convergence.md").write_text(table)
     print(table)
