@@ -103,9 +103,13 @@ def test_peer_node_selectors_decide_where_sessions_exist(
     states = lab.gobgp.neighbor_states()
     assert states[str(lab.lab.nodes["node3"].ipv4)] != "established", states
     assert str(router_address(2, 4)) not in lab.frr.neighbor_states("node3")
-    paths = lab.gobgp.rib(4).get(PREFIX4, [])
-    hops = {a["nexthop"] for p in paths for a in p["attrs"] if a.get("type") == 3}
-    assert hops == want
+
+    def hops() -> set[str]:
+        assert lab.gobgp is not None
+        paths = lab.gobgp.rib(4).get(PREFIX4, [])
+        return {a["nexthop"] for p in paths for a in p["attrs"] if a.get("type") == 3}
+
+    assert wait_until(lambda: hops() == want, 10), hops()
 
 
 def test_sigterm_of_a_speaker_loses_no_probe_of_any_flow(
