@@ -659,6 +659,46 @@ class BgpMetrics:
         self._stale.set(0 if outcome.result.ok else 1)
 
 
+class _KubeResourceCollector(Collector):
+    """``l2agent_k8s_resource_missing``: 1 for each watched kind the API server does not
+    serve (its CRD is not installed; the agent counts it as empty), 0 for the others."""
+
+    def __init__(self, resources: Iterable[str], absent: Callable[[], Iterable[str]]) -> None:
+        self._resources = tuple(resources)
+        self._absent = absent
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "l2agent_k8s_resource_missing",
+            "1 while the API server does not serve a watched kind (its CRD is not installed: "
+            "counted as empty, listed again now and then).",
+            labels=["resource"],
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        try:
+            absent = frozenset(self._absent())
+        except Exception:
+            log.warning("metrics source k8s_resources failed during scrape", exc_info=True)
+            absent = frozenset()
+        for name in self._resources:
+            family.add_metric([name], 1 if name in absent else 0)
+        yield family
+
+
+def register_kube_resources(
+    registry: CollectorRegistry, resources: Iterable[str], absent: Callable[[], Iterable[str]]
+) -> None:
+    """Export which of `resources` the API server does not serve (``absent()`` names them,
+    read at every scrape; ``WatchedObjects.absent``)."""
+    registry.register(_KubeResourceCollector(resources, absent))
+
+
 class ControllerMetrics(_ConfigMetrics):
     """Everything the controller exports; ``pools`` is called at every scrape."""
 
@@ -686,4 +726,5 @@ __all__ = [
     "OwnershipRow",
     "PoolUsage",
     "SpeakerMetrics",
+    "register_kube_resources",
 ]

@@ -37,7 +37,7 @@ from l2agent.kube.lease import LeaseConfig, LeaseElector
 from l2agent.kube.secret import MEMBERLIST_SECRET, SecretOutcome, ensure_memberlist_secret
 from l2agent.kube.status import AllocationWrite, ServiceStatusWriter
 from l2agent.kube.watch import WatchConfig
-from l2agent.metrics import ControllerMetrics, PoolUsage
+from l2agent.metrics import ControllerMetrics, PoolUsage, register_kube_resources
 from l2agent.model.problems import ObjectProblem
 from l2agent.model.snapshot import BuildResult, ClusterState, build_state
 
@@ -142,6 +142,8 @@ class Controller:
         self.metrics = (
             ControllerMetrics(registry, pools=lambda: self.usage) if registry is not None else None
         )
+        if registry is not None:
+            register_kube_resources(registry, self._watched.names, self._watched.absent)
         self.usage: tuple[PoolUsage, ...] = ()
         self.last_report: PassReport | None = None
         self.passes = 0

@@ -9,7 +9,7 @@ from l2agent.kube.convert import ApiFailure, new_api_client
 from l2agent.kube.events import EventRecorder, EventType, ObjectRef, Reason
 from l2agent.kube.lease import LeaseConfig, LeaseElector
 from l2agent.kube.source import KubeSource, SourceConfig
-from l2agent.kube.status import L2StatusWriter, ServiceStatusWriter
+from l2agent.kube.status import NodeStatusWriter, ServiceStatusWriter
 from l2agent.kube.watch import Delta, DeltaKind, WatchConfig, Watcher
 
 __all__ = [
@@ -19,9 +19,9 @@ __all__ = [
     "EventRecorder",
     "EventType",
     "KubeSource",
-    "L2StatusWriter",
     "LeaseConfig",
     "LeaseElector",
+    "NodeStatusWriter",
     "ObjectRef",
     "Reason",
     "ServiceStatusWriter",

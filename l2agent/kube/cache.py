@@ -109,6 +109,16 @@ class WatchedObjects:
         """Every watch currently connected (False during an API server outage)."""
         return all(w.connected for w in self._watchers.values())
 
+    def absent(self) -> frozenset[str]:
+        """Resources the API server does not serve (404: their CRD is not installed); each
+        counts as empty meanwhile, so the rest keeps working."""
+        return frozenset(n for n, w in self._watchers.items() if w.absent)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The watched resources, in the order given."""
+        return tuple(self._watchers)
+
     def _beater(self, name: str) -> Callable[[], None]:
         return lambda: self.heartbeats.beat(name, time.monotonic())
 

@@ -1,15 +1,18 @@
 """The speaker's view of the cluster: watches in, `ClusterState` snapshots out.
 
 `KubeSource` watches Services, EndpointSlices, Nodes, Namespaces, IPAddressPools,
-L2Advertisements and ServiceL2Statuses, and after every settled change hands a fresh
-`BuildResult` (from the model's `build_state`) to `on_snapshot`. When the API server is
+L2Advertisements, the BGP kinds, basic-auth Secrets (own namespace) and the
+ServiceL2Status/ServiceBGPStatus objects, and after every settled change hands a fresh
+`BuildResult` (from the model's `build_state`) to `on_snapshot`. A kind the API server does
+not serve (its CRD is not installed) counts as empty (`l2agent.kube.watch`). When the API server is
 unreachable it publishes nothing: the speaker keeps announcing from the last snapshot, and
 nothing is withdrawn because a watch broke. The first snapshot waits until every resource
 has been listed once.
 
 It also carries the speaker's writes back to the cluster, off the caller's thread:
-`report_announcements()` keeps ServiceL2Status objects current, `events` posts
-`nodeAssigned` / `announceFailed`.
+`report_announcements()` keeps ServiceL2Status objects current and
+`report_bgp_announcements()` ServiceBGPStatus objects, both through one status thread and
+one write budget (a token bucket); `events` posts `nodeAssigned` / `announceFailed`.
 """
 
 from __future__ import annotations
@@ -27,14 +30,20 @@ from kubernetes import client
 from l2agent.heartbeat import Heartbeats, Stuck
 from l2agent.kube.cache import WatchedObjects
 from l2agent.kube.events import SPEAKER_COMPONENT, EventRecorder, ObjectRef, Reason
-from l2agent.kube.status import L2StatusWriter, relevant_l2_statuses
+from l2agent.kube.status import (
+    BGP_STATUS,
+    L2_STATUS,
+    NodeStatusKind,
+    NodeStatusWriter,
+    relevant_node_statuses,
+)
 from l2agent.kube.watch import WatchConfig
 from l2agent.model.crds import InterfaceSelection
 from l2agent.model.problems import ObjectProblem
 from l2agent.model.snapshot import BuildResult, build_state
 from l2agent.ratelimit import TokenBucket
 
-__all__ = ["SPEAKER_RESOURCES", "KubeSource", "SourceConfig"]
+__all__ = ["SPEAKER_RESOURCES", "STATUS_KINDS", "KubeSource", "SourceConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +60,9 @@ SPEAKER_RESOURCES = (
     "bfdprofiles",
     "communities",
     "secrets",
+    "servicebgpstatuses",
 )
+STATUS_KINDS: tuple[NodeStatusKind, ...] = (L2_STATUS, BGP_STATUS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +73,13 @@ class SourceConfig:
     event_dedupe: float = 60.0
     """Identical Events are not repeated within this many seconds."""
     status_writes_per_second: float = 10.0
-    """ServiceL2Status writes (create, status, delete) per second on average, at most."""
+    """ServiceL2Status and ServiceBGPStatus writes (create, status, delete) per second on
+    average, at most (one budget for both)."""
     status_write_burst: int = 20
-    """ServiceL2Status writes allowed at once (a start-up with many Services)."""
+    """Status writes allowed at once (a start-up with many Services)."""
     status_stall_limit: float = 300.0
-    """Seconds the ServiceL2Status thread may go without progress before /healthz fails
-    (one pass writes at most a few objects per Service, each call bounded at 10 s)."""
+    """Seconds the status thread may go without progress before /healthz fails (one pass
+    writes at most a few objects per Service, each call bounded at 10 s)."""
 
 
 class KubeSource:
@@ -106,20 +118,24 @@ class KubeSource:
             host=node_name,
             dedupe_window=self.config.event_dedupe,
         )
-        self._l2 = L2StatusWriter(
-            api,
-            namespace=namespace,
-            node=node_name,
-            pod_name=pod_name,
-            pod_uid=pod_uid,
-            limiter=TokenBucket(
-                self.config.status_writes_per_second, self.config.status_write_burst
-            ),
-        )
-        self._status_seen: tuple[tuple[str, str], ...] | None = None
-        self._announcing: dict[str, tuple[str, ...]] | None = None
+        budget = TokenBucket(self.config.status_writes_per_second, self.config.status_write_burst)
+        self._writers = {
+            kind: NodeStatusWriter(
+                api,
+                namespace=namespace,
+                node=node_name,
+                kind=kind,
+                pod_name=pod_name,
+                pod_uid=pod_uid,
+                limiter=budget,
+            )
+            for kind in STATUS_KINDS
+        }
+        self._status_seen: dict[NodeStatusKind, tuple[tuple[str, str], ...]] = {}
+        self._announcing: dict[NodeStatusKind, dict[str, tuple[str, ...]]] = {}
+        """What this node announces, per kind (a kind never reported is left alone)."""
         self._status_wake = threading.Condition()
-        self._status_dirty = False
+        self._status_dirty: set[NodeStatusKind] = set()
         self._stopping = threading.Event()
         self._status_thread: threading.Thread | None = None
         self.last_result: BuildResult | None = None
@@ -129,18 +145,16 @@ class KubeSource:
 
     def start(self) -> KubeSource:
         # Each status pass is a few calls bounded by their timeouts, then a wait of 1 s.
-        self.heartbeats.register("l2status", self.config.status_stall_limit, time.monotonic())
+        self.heartbeats.register("status", self.config.status_stall_limit, time.monotonic())
         self.events.start()
-        self._status_thread = threading.Thread(
-            target=self._status_loop, name="l2status", daemon=True
-        )
+        self._status_thread = threading.Thread(target=self._status_loop, name="status", daemon=True)
         self._status_thread.start()
         self._watched.start()
         return self
 
     def stop(self) -> None:
         self._stopping.set()
-        self.heartbeats.unregister("l2status")
+        self.heartbeats.unregister("status")
         self._watched.stop()
         with self._status_wake:
             self._status_wake.notify_all()
@@ -174,16 +188,26 @@ class KubeSource:
     # ------------------------------------------------------------------ speaker -> cluster
 
     def report_announcements(self, announcing: Mapping[str, InterfaceSelection]) -> None:
-        """What this node announces now (service key -> interfaces); non-blocking. Keeps
-        the ServiceL2Status objects in step, retrying failed writes on later changes."""
+        """What this node announces now in layer 2 mode (service key -> interfaces);
+        non-blocking. Keeps the ServiceL2Status objects in step, retrying failed writes on
+        later changes."""
         desired = {
             key: () if sel.all else tuple(sorted(sel.names)) for key, sel in announcing.items()
         }
+        self._report(L2_STATUS, desired)
+
+    def report_bgp_announcements(self, service_peers: Mapping[str, tuple[str, ...]]) -> None:
+        """What this node advertises in BGP mode (service key -> BGPPeer names, as
+        `BgpPlan.service_peers()` gives them); non-blocking. Keeps the ServiceBGPStatus
+        objects in step, as `report_announcements` does ServiceL2Status."""
+        self._report(BGP_STATUS, {key: tuple(sorted(p)) for key, p in service_peers.items()})
+
+    def _report(self, kind: NodeStatusKind, desired: dict[str, tuple[str, ...]]) -> None:
         with self._status_wake:
-            if desired == self._announcing and not self._status_dirty:
+            if desired == self._announcing.get(kind) and kind not in self._status_dirty:
                 return
-            self._announcing = desired
-            self._status_dirty = True
+            self._announcing[kind] = desired
+            self._status_dirty.add(kind)
             self._status_wake.notify_all()
 
     def node_assigned(self, service_key: str) -> None:
@@ -218,17 +242,19 @@ class KubeSource:
         try:
             self._on_snapshot(result)
         finally:
-            # Someone may have deleted or edited our ServiceL2Status (or a node left and
+            # Someone may have deleted or edited our status objects (or a node left and
             # its objects are ours to clean up): re-check. Other nodes' objects changing
             # is no reason to look: that is what made two speakers ping-pong.
-            seen = relevant_l2_statuses(
-                self.node_name, self._watched.objects("servicel2statuses"), self._node_names()
-            )
-            with self._status_wake:
-                if self._announcing is not None and seen != self._status_seen:
-                    self._status_seen = seen
-                    self._status_dirty = True
-                    self._status_wake.notify_all()
+            nodes = self._node_names()
+            for kind in STATUS_KINDS:
+                seen = relevant_node_statuses(
+                    self.node_name, self._watched.objects(kind.plural), nodes
+                )
+                with self._status_wake:
+                    if kind in self._announcing and seen != self._status_seen.get(kind):
+                        self._status_seen[kind] = seen
+                        self._status_dirty.add(kind)
+                        self._status_wake.notify_all()
 
     def _node_names(self) -> frozenset[str] | None:
         """The cluster's nodes, or None when our own is missing (the view is not one to
@@ -242,21 +268,25 @@ class KubeSource:
         while not self._stopping.is_set():
             with self._status_wake:
                 while not self._status_dirty and not self._stopping.is_set():
-                    self.heartbeats.beat("l2status", time.monotonic())
+                    self.heartbeats.beat("status", time.monotonic())
                     self._status_wake.wait(1.0)
                 if self._stopping.is_set():
                     return
-                desired = dict(self._announcing or {})
-                self._status_dirty = False
-            self.heartbeats.beat("l2status", time.monotonic())
+                work = {k: dict(self._announcing[k]) for k in self._status_dirty}
+                self._status_dirty.clear()
+            self.heartbeats.beat("status", time.monotonic())
             if not self._watched.synced:
                 continue
-            existing, version = self._watched.snapshot_of("servicel2statuses")
-            failed = self._l2.sync(desired, existing, version, self._node_names())
-            if failed:
+            retry = [kind for kind, desired in work.items() if self._sync_kind(kind, desired)]
+            if retry:
                 # Out of tokens: wait for the next one. A failure (an outage, a conflict):
                 # back off. Either way do not spin.
-                pause = self._l2.retry_in() if self._l2.deferred else 0.0
+                pause = max(w.retry_in() if w.deferred else 0.0 for w in self._writers.values())
                 self._stopping.wait(max(pause, self.config.watch.backoff_initial))
                 with self._status_wake:
-                    self._status_dirty = True
+                    self._status_dirty.update(retry)
+
+    def _sync_kind(self, kind: NodeStatusKind, desired: dict[str, tuple[str, ...]]) -> int:
+        """One kind's objects brought in step; how many writes failed or were deferred."""
+        existing, version = self._watched.snapshot_of(kind.plural)
+        return self._writers[kind].sync(desired, existing, version, self._node_names())

@@ -1,16 +1,19 @@
-"""Writers of what l2agent tells the cluster: Service ingress, pool counts, ServiceL2Status.
+"""Writers of what l2agent tells the cluster: Service ingress, pool counts, per-node statuses.
 
 Service allocations (`status.loadBalancer` and the `metallb.io/ip-allocated-from-pool`
 annotation, in one conditional write) go through the Service's `status` subresource, pool
-counts through the IPAddressPool status subresource. ServiceL2Status objects are kept as
-MetalLB's speaker shapes them: the announcing node owns one object per Service
-(`generateName: l2-`, labels `metallb.io/node`, `metallb.io/service-name`,
-`metallb.io/service-namespace`); a node deletes its own objects for Services it no longer
-announces, and its own duplicates. Unlike MetalLB, a node leaves other nodes' objects alone
-unless that node is gone from the cluster: two speakers that both announce a Service for a
-moment (a partition) then keep one object each instead of deleting each other's in a loop.
-`plan_l2_status` is the pure diff; `L2StatusWriter` applies it, at most as fast as its
-token bucket allows.
+counts through the IPAddressPool status subresource.
+
+ServiceL2Status and ServiceBGPStatus (`NodeStatusKind`: `L2_STATUS`, `BGP_STATUS`) are kept
+as MetalLB's speaker shapes them: each announcing node owns one object per Service
+(`generateName: l2-` / `bgp-`, labels `metallb.io/node`, `metallb.io/service-name`,
+`metallb.io/service-namespace`; the status names the node and the interfaces, or the BGP
+peers the Service is advertised to); a node deletes its own objects for Services it no
+longer announces, and its own duplicates. Unlike MetalLB, a node leaves other nodes'
+objects alone unless that node is gone from the cluster: two speakers that both announce a
+Service for a moment (a partition) then keep one object each instead of deleting each
+other's in a loop. `plan_node_status` is the pure diff; `NodeStatusWriter` applies it, at
+most as fast as its token bucket allows.
 """
 
 from __future__ import annotations
@@ -29,15 +32,18 @@ from l2agent.ratelimit import TokenBucket
 
 __all__ = [
     "ALLOCATED_FROM_POOL",
+    "BGP_STATUS",
+    "L2_STATUS",
     "LABEL_NODE",
     "LABEL_SERVICE_NAME",
     "LABEL_SERVICE_NAMESPACE",
     "AllocationWrite",
-    "L2StatusPlan",
-    "L2StatusWriter",
+    "NodeStatusKind",
+    "NodeStatusPlan",
+    "NodeStatusWriter",
     "ServiceStatusWriter",
-    "plan_l2_status",
-    "relevant_l2_statuses",
+    "plan_node_status",
+    "relevant_node_statuses",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,9 +54,9 @@ LABEL_NODE = "metallb.io/node"
 LABEL_SERVICE_NAME = "metallb.io/service-name"
 LABEL_SERVICE_NAMESPACE = "metallb.io/service-namespace"
 MERGE_PATCH = "application/merge-patch+json"
-_L2_TIMEOUT = 10.0
-"""Seconds one ServiceL2Status call may take (a hung API server must not wedge the
-speaker's status thread)."""
+_STATUS_TIMEOUT = 10.0
+"""Seconds one ServiceL2Status/ServiceBGPStatus call may take (a hung API server must not
+wedge the speaker's status thread)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +156,44 @@ class ServiceStatusWriter:
 
 
 @dataclass(frozen=True, slots=True)
-class L2StatusPlan:
-    """What to change: create (service key, interfaces), set status of existing objects
-    (name, service key, interfaces), delete object names."""
+class NodeStatusKind:
+    """One of MetalLB's per-node status kinds: which resource, and where its values (the
+    interfaces a node announces on, or the peers it advertises to) sit in the status."""
+
+    kind: str
+    plural: str
+    generate_name: str
+    field: str
+    """The status field that holds the values (`interfaces`, `peers`)."""
+    named_items: bool
+    """Each value is written as `{"name": value}` (interfaces), else as plain text (peers)."""
+
+    def values(self, obj: Mapping[str, Any]) -> tuple[str, ...] | None:
+        """The values an object's status holds; None before its status was written."""
+        status = obj.get("status") or {}
+        if not status.get("node"):
+            return None  # created, status not written yet
+        items = status.get(self.field) or []
+        if self.named_items:
+            return tuple(str(i.get("name", "")) if isinstance(i, dict) else "" for i in items)
+        return tuple(str(i) for i in items)
+
+    def status(self, node: str, key: str, values: tuple[str, ...]) -> dict[str, Any]:
+        ns, _, name = key.partition("/")
+        items: list[Any] = [{"name": v} for v in values] if self.named_items else list(values)
+        return {"node": node, "serviceName": name, "serviceNamespace": ns, self.field: items}
+
+
+L2_STATUS = NodeStatusKind("ServiceL2Status", "servicel2statuses", "l2-", "interfaces", True)
+"""Interfaces a node announces a Service on (empty: all)."""
+BGP_STATUS = NodeStatusKind("ServiceBGPStatus", "servicebgpstatuses", "bgp-", "peers", False)
+"""BGPPeers a node advertises a Service to (MetalLB: configured, whatever the session state)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatusPlan:
+    """What to change: create (service key, values), set status of existing objects
+    (name, service key, values), delete object names."""
 
     create: tuple[tuple[str, tuple[str, ...]], ...] = ()
     update: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
@@ -167,25 +208,19 @@ def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
     return (obj.get("metadata") or {}).get("labels") or {}
 
 
-def _interfaces(obj: Mapping[str, Any]) -> tuple[str, ...] | None:
-    status = obj.get("status") or {}
-    if not status.get("node"):
-        return None  # created, status not written yet
-    return tuple(str(i.get("name", "")) for i in status.get("interfaces") or [])
-
-
-def plan_l2_status(
+def plan_node_status(
     node: str,
     announcing: Mapping[str, tuple[str, ...]],
     existing: Iterable[Mapping[str, Any]],
     nodes: Collection[str] | None = None,
-) -> L2StatusPlan:
-    """Pure diff. `announcing`: service key -> interfaces (sorted; empty = all) for what
-    this node announces; `existing`: the ServiceL2Status objects in the namespace; `nodes`:
-    the cluster's node names (None: unknown). Only this node's objects are created, changed
-    or deleted, plus, for a Service this node announces, the objects of nodes not in
-    `nodes` (gone from the cluster). Another live node's object is never touched: that node
-    keeps its own, so a brief double claim costs no writes at all."""
+    kind: NodeStatusKind = L2_STATUS,
+) -> NodeStatusPlan:
+    """Pure diff. `announcing`: service key -> values (sorted interfaces, empty = all; or
+    sorted peers) for what this node announces; `existing`: the objects of `kind` in the
+    namespace; `nodes`: the cluster's node names (None: unknown). Only this node's objects
+    are created, changed or deleted, plus, for a Service this node announces, the objects
+    of nodes not in `nodes` (gone from the cluster). Another live node's object is never
+    touched: that node keeps its own, so a brief double claim costs no writes at all."""
     by_service: dict[str, list[Mapping[str, Any]]] = {}
     for obj in existing:
         labels = _labels(obj)
@@ -212,19 +247,19 @@ def plan_l2_status(
         delete.extend(str(o["metadata"]["name"]) for o in extra)
         if keep is None:
             create.append((key, announcing[key]))
-        elif _interfaces(keep) != announcing[key]:
+        elif kind.values(keep) != announcing[key]:
             update.append((str(keep["metadata"]["name"]), key, announcing[key]))
     for key in sorted(announcing):
         if key not in by_service:
             create.append((key, announcing[key]))
-    return L2StatusPlan(tuple(create), tuple(update), tuple(sorted(set(delete))))
+    return NodeStatusPlan(tuple(create), tuple(update), tuple(sorted(set(delete))))
 
 
-def relevant_l2_statuses(
+def relevant_node_statuses(
     node: str, existing: Iterable[Mapping[str, Any]], nodes: Collection[str] | None
 ) -> tuple[tuple[str, str], ...]:
-    """(name, resourceVersion) of the objects `plan_l2_status` may act on: this node's own,
-    and those of nodes gone from the cluster. A change elsewhere is no reason to look."""
+    """(name, resourceVersion) of the objects `plan_node_status` may act on: this node's
+    own, and those of nodes gone from the cluster. A change elsewhere is no reason to look."""
     out = []
     for obj in existing:
         owner = _labels(obj).get(LABEL_NODE)
@@ -234,9 +269,10 @@ def relevant_l2_statuses(
     return tuple(sorted(out))
 
 
-class L2StatusWriter:
-    """Applies `plan_l2_status` for one speaker. Owner reference: the speaker pod, when
-    its name and uid are known, so the objects go when the pod goes."""
+class NodeStatusWriter:
+    """Applies `plan_node_status` for one speaker and one kind. Owner reference: the
+    speaker pod, when its name and uid are known, so the objects go when the pod goes.
+    Writers of several kinds may share one `limiter` (one write budget per speaker)."""
 
     def __init__(
         self,
@@ -244,6 +280,7 @@ class L2StatusWriter:
         *,
         namespace: str,
         node: str,
+        kind: NodeStatusKind = L2_STATUS,
         pod_name: str | None = None,
         pod_uid: str | None = None,
         limiter: TokenBucket | None = None,
@@ -252,6 +289,7 @@ class L2StatusWriter:
         self.custom = client.CustomObjectsApi(api)
         self.namespace = namespace
         self.node = node
+        self.kind = kind
         self.pod_name = pod_name
         self.pod_uid = pod_uid
         self.limiter = limiter
@@ -264,17 +302,17 @@ class L2StatusWriter:
         self._created: dict[str, tuple[Mapping[str, Any], str]] = {}
         self._deleted: set[str] = set()
 
-    def apply(self, plan: L2StatusPlan) -> int:
+    def apply(self, plan: NodeStatusPlan) -> int:
         """Apply the plan; returns how many writes failed or were deferred for want of a
         token (`deferred`): both are retried on the next sync."""
         failed = 0
         self.deferred = 0
         for name in plan.delete:
             failed += self._delete(name) if self._token() else 0
-        for key, ifaces in plan.create:
-            failed += self._create(key, ifaces) if self._token() else 0
-        for name, key, ifaces in plan.update:
-            failed += self._set_status(name, key, ifaces) if self._token() else 0
+        for key, values in plan.create:
+            failed += self._create(key, values) if self._token() else 0
+        for name, key, values in plan.update:
+            failed += self._set_status(name, key, values) if self._token() else 0
         self.failures += failed
         return failed + self.deferred
 
@@ -309,21 +347,16 @@ class L2StatusWriter:
         self._deleted &= set(seen)
         view = {n: o for n, o in seen.items() if n not in self._deleted}
         view.update({n: o for n, (o, _) in self._created.items()})
-        return self.apply(plan_l2_status(self.node, announcing, view.values(), nodes))
+        plan = plan_node_status(self.node, announcing, view.values(), nodes, self.kind)
+        return self.apply(plan)
 
-    def _status(self, key: str, ifaces: tuple[str, ...]) -> dict[str, Any]:
-        ns, _, name = key.partition("/")
-        return {
-            "node": self.node,
-            "serviceName": name,
-            "serviceNamespace": ns,
-            "interfaces": [{"name": i} for i in ifaces],
-        }
+    def _api_args(self) -> tuple[str, str, str, str]:
+        return ("metallb.io", "v1beta1", self.namespace, self.kind.plural)
 
-    def _create(self, key: str, ifaces: tuple[str, ...]) -> int:
+    def _create(self, key: str, values: tuple[str, ...]) -> int:
         ns, _, name = key.partition("/")
         meta: dict[str, Any] = {
-            "generateName": "l2-",
+            "generateName": self.kind.generate_name,
             "namespace": self.namespace,
             "labels": {
                 LABEL_NODE: self.node,
@@ -337,23 +370,22 @@ class L2StatusWriter:
             ]
         body = {
             "apiVersion": "metallb.io/v1beta1",
-            "kind": "ServiceL2Status",
+            "kind": self.kind.kind,
             "metadata": meta,
             "spec": {},
-            "status": self._status(key, ifaces),
+            "status": self.kind.status(self.node, key, values),
         }
         try:
             created = call_json(
                 self.custom.create_namespaced_custom_object,
-                "metallb.io",
-                "v1beta1",
-                self.namespace,
-                "servicel2statuses",
+                *self._api_args(),
                 body,
-                _request_timeout=_L2_TIMEOUT,
+                _request_timeout=_STATUS_TIMEOUT,
             )
         except Exception as exc:
-            log.warning("ServiceL2Status for %s: create failed: %s", key, api_failure(exc).message)
+            log.warning(
+                "%s for %s: create failed: %s", self.kind.kind, key, api_failure(exc).message
+            )
             return 1
         # The status subresource ignores status on create: write it separately (without
         # a token now, the next sync sees an object with no status and writes it then).
@@ -361,25 +393,25 @@ class L2StatusWriter:
         self._created[str(created["metadata"]["name"])] = (created, rv)
         if not self._token():
             return 0
-        created["status"] = self._status(key, ifaces)
-        return self._set_status(str(created["metadata"]["name"]), key, ifaces)
+        created["status"] = self.kind.status(self.node, key, values)
+        return self._set_status(str(created["metadata"]["name"]), key, values)
 
-    def _set_status(self, obj_name: str, key: str, ifaces: tuple[str, ...]) -> int:
+    def _set_status(self, obj_name: str, key: str, values: tuple[str, ...]) -> int:
         try:
             call(
                 self.custom.patch_namespaced_custom_object_status,
-                "metallb.io",
-                "v1beta1",
-                self.namespace,
-                "servicel2statuses",
+                *self._api_args(),
                 obj_name,
-                {"status": self._status(key, ifaces)},
+                {"status": self.kind.status(self.node, key, values)},
                 _content_type=MERGE_PATCH,
-                _request_timeout=_L2_TIMEOUT,
+                _request_timeout=_STATUS_TIMEOUT,
             )
         except Exception as exc:
             log.warning(
-                "ServiceL2Status %s: status write failed: %s", obj_name, api_failure(exc).message
+                "%s %s: status write failed: %s",
+                self.kind.kind,
+                obj_name,
+                api_failure(exc).message,
             )
             return 1
         return 0
@@ -388,19 +420,16 @@ class L2StatusWriter:
         try:
             call(
                 self.custom.delete_namespaced_custom_object,
-                "metallb.io",
-                "v1beta1",
-                self.namespace,
-                "servicel2statuses",
+                *self._api_args(),
                 obj_name,
-                _request_timeout=_L2_TIMEOUT,
+                _request_timeout=_STATUS_TIMEOUT,
             )
         except Exception as exc:
             failure = api_failure(exc)
             if failure.not_found:
                 self._deleted.add(obj_name)
                 return 0
-            log.warning("ServiceL2Status %s: delete failed: %s", obj_name, failure.message)
+            log.warning("%s %s: delete failed: %s", self.kind.kind, obj_name, failure.message)
             return 1
         self._deleted.add(obj_name)
         self._created.pop(obj_name, None)

@@ -6,6 +6,11 @@ from the last resourceVersion seen (events or bookmarks) after a backoff; a 410 
 version was compacted away) relists. While the API server is unreachable nothing is
 emitted, so consumers keep what they last knew: a broken watch never withdraws anything.
 
+A kind the API server does not serve (its list answers 404: an upgrade that did not apply
+a new CRD) counts as listed and empty, with a warning, and is listed again every
+`absent_retry` seconds: one missing optional kind (the BGP kinds, ServiceBGPStatus) must
+not keep the rest of the agent (layer 2 mode) from ever starting.
+
 Objects are plain dicts in the API's JSON shape (camelCase), the same shape the static
 YAML loader hands to `build_state`; no client model objects leave this module.
 """
@@ -108,6 +113,14 @@ RESOURCES: Mapping[str, Resource] = {
         Resource("bfdprofiles", "metallb.io", "v1beta1", "bfdprofiles", "BFDProfile", True),
         Resource("communities", "metallb.io", "v1beta1", "communities", "Community", True),
         Resource(
+            "servicebgpstatuses",
+            "metallb.io",
+            "v1beta1",
+            "servicebgpstatuses",
+            "ServiceBGPStatus",
+            True,
+        ),
+        Resource(
             "secrets",
             "",
             "v1",
@@ -149,6 +162,9 @@ class WatchConfig:
     backoff_max: float = 30.0
     backoff_jitter: float = 0.2
     """Fraction of random spread added to each delay, so speakers do not retry in step."""
+    absent_retry: float = 60.0
+    """Seconds between lists of a kind the API server does not serve (404: its CRD is not
+    installed); meanwhile it counts as empty. Spread by `backoff_jitter` like the backoff."""
 
     @property
     def max_silence(self) -> float:
@@ -160,7 +176,8 @@ class WatchConfig:
         """The longest a healthy watcher's loop can go without progress (one call at its
         timeout plus the longest backoff), with a margin: past it the loop is stuck."""
         longest_call = self.connect_timeout + max(self.max_silence, self.list_timeout)
-        return longest_call + self.backoff_max * (1 + self.backoff_jitter) + 30.0
+        longest_wait = max(self.backoff_max, self.absent_retry) * (1 + self.backoff_jitter)
+        return longest_call + longest_wait + 30.0
 
 
 @dataclass
@@ -227,6 +244,11 @@ class Watcher:
         """True while a list or watch call last succeeded; False during an outage."""
         self.relists = 0
         self.failures = 0
+        self.absent = False
+        """True while the API server answers 404 for this kind (its CRD is not installed):
+        it counts as listed and empty until a later list finds it."""
+        self.absent_lists = 0
+        """Lists answered 404."""
 
     # ------------------------------------------------------------------ control
 
@@ -273,6 +295,15 @@ class Watcher:
                     need_list = True
                     self.relists += 1
                     continue
+                if failure.not_found and need_list:
+                    absent = self._absent(failure)
+                    if absent is not None:
+                        yield absent
+                    self._heartbeat()
+                    self._stop.wait(self._jittered(self.config.absent_retry))
+                    continue
+                if failure.not_found:
+                    need_list = True  # the kind went away while watched: list to find out
                 self.connected = False
                 self.failures += 1
                 if self._on_error is not None:
@@ -285,6 +316,31 @@ class Watcher:
                     delay,
                 )
                 self._stop.wait(delay)
+
+    def _jittered(self, seconds: float) -> float:
+        return seconds * (1.0 + self.config.backoff_jitter * self._backoff.rng.random())
+
+    def _absent(self, failure: ApiFailure) -> Delta | None:
+        """The list answered 404: the kind is not served. The first time, an empty
+        `Replaced` (whatever was known of it is gone with its CRD) and a warning."""
+        self.absent_lists += 1
+        self.synced = True
+        self.connected = True
+        self.resource_version = None
+        self._backoff.reset()
+        if self.absent:
+            return None
+        self.absent = True
+        log.warning(
+            "%s: the API server does not serve %s/%s (%s; is its CRD installed?): counted "
+            "as empty, listed again every %g s",
+            self.resource.name,
+            self.resource.group or "core",
+            self.resource.version,
+            failure.message,
+            self.config.absent_retry,
+        )
+        return Delta(DeltaKind.REPLACED, self.resource.name, objects=())
 
     def _call(self, **kwargs: Any) -> Any:
         r = self.resource
@@ -331,6 +387,9 @@ class Watcher:
         self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
         self.synced = True
         self.connected = True
+        if self.absent:
+            self.absent = False
+            log.info("%s: the API server serves it now", r.name)
         log.debug("%s: listed %d at rv %s", r.name, len(objects), self.resource_version)
         return Delta(DeltaKind.REPLACED, r.name, objects=tuple(objects))
 

@@ -60,6 +60,8 @@ class BgpLink:
         on_plan: Callable[[BgpPlan], None] | None = None,
         close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self.plan_listeners: list[Callable[[BgpPlan], None]] = [on_plan] if on_plan else []
+        """Called with every new plan (Kubernetes mode mirrors it into ServiceBGPStatus)."""
         self.announcer = BgpAnnouncer(
             node,
             applier,
@@ -69,7 +71,7 @@ class BgpLink:
                 "ignore_exclude_lb": ignore_exclude_lb,
                 "lb_class": lb_class,
             },
-            on_plan=on_plan,
+            on_plan=self._planned,
         )
         self.applier = applier
         self._state = state
@@ -83,6 +85,13 @@ class BgpLink:
     @property
     def plan(self) -> BgpPlan | None:
         return self.announcer.plan
+
+    def _planned(self, plan: BgpPlan) -> None:
+        for listener in self.plan_listeners:
+            try:
+                listener(plan)
+            except Exception:  # a reporting hook must never stop BGP mode
+                log.exception("bgp: plan listener failed")
 
     @property
     def engaged(self) -> bool:

@@ -1,11 +1,14 @@
-"""Feeds a `Speaker` from Kubernetes: snapshots in, ServiceL2Status and Events out.
+"""Feeds a `Speaker` from Kubernetes: snapshots in, ServiceL2Status/ServiceBGPStatus and
+Events out.
 
 `attach_kube_source(speaker, ...)` is what `l2agent speaker --kubeconfig ...` calls. Each
 snapshot from the `KubeSource` (watch threads) is handed to `speaker.offer` on the event
 loop, where the one configuration policy applies (`l2agent.model.problems.cost`). After
 every plan the speaker hands over a `PlanOutcome`: the Services this node announces are
 mirrored into ServiceL2Status objects, with a `nodeAssigned` Event for each newly won
-Service and an `announceFailed` Event where none of its interfaces exists here.
+Service and an `announceFailed` Event where none of its interfaces exists here. Given the
+speaker's `BgpLink` (`bgp=`), every BGP plan is mirrored into ServiceBGPStatus objects:
+per Service this node advertises, the BGPPeers it advertises it to.
 `l2agent.kube` keeps only the API adapters; this module is the speaker's side of them.
 """
 
@@ -15,18 +18,23 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gossip.actions import Address
 from gossip.addresses import GOSSIP_PORT
+from l2agent.bgp.plan import BgpPlan
 from l2agent.kube.convert import new_api_client
 from l2agent.kube.source import KubeSource, SourceConfig
+from l2agent.metrics import register_kube_resources
 from l2agent.model.crds import InterfaceSelection
 from l2agent.model.problems import ObjectProblem
 from l2agent.model.snapshot import BuildResult
 from l2agent.plan import Plan
 from l2agent.speaker.placement import runs_speaker
 from l2agent.speaker.run import PlanOutcome, Speaker
+
+if TYPE_CHECKING:
+    from l2agent.speaker.bgp import BgpLink
 
 __all__ = ["KubeSpeakerLink", "attach_kube_source", "owned_services", "peer_addresses"]
 
@@ -120,6 +128,11 @@ class KubeSpeakerLink:
             self.peers = peers
             self._set_peers(peers)
 
+    def bgp_plan_applied(self, plan: BgpPlan) -> None:
+        """Mirror what this node advertises in BGP mode into ServiceBGPStatus (a `BgpLink`
+        plan listener)."""
+        self.source.report_bgp_announcements(plan.service_peers())
+
     def plan_applied(self, outcome: PlanOutcome) -> None:
         """Mirror what this node announces into ServiceL2Status, with MetalLB's Events."""
         owned = owned_services(outcome.plan, self.node)
@@ -152,11 +165,13 @@ def attach_kube_source(
     gossip_port: int = GOSSIP_PORT,
     config: SourceConfig | None = None,
     host: str | None = None,
+    bgp: BgpLink | None = None,
 ) -> KubeSpeakerLink:
     """Start watching the cluster for `speaker` (call on its event loop). `kubeconfig`
-    ('-': in-cluster); the pod's name and uid (for ServiceL2Status owner references) come
-    from $POD_NAME / $POD_UID. `host` points at an API server directly (tests). The watch
-    threads are daemons; `link.source.stop()` ends them (the speaker does at shutdown)."""
+    ('-': in-cluster); the pod's name and uid (for the status objects' owner references)
+    come from $POD_NAME / $POD_UID. `host` points at an API server directly (tests). `bgp`:
+    the speaker's BGP link, whose plans become ServiceBGPStatus objects. The watch threads
+    are daemons; `link.source.stop()` ends them (the speaker does at shutdown)."""
     loop = asyncio.get_running_loop()
     api = new_api_client(kubeconfig, host=host)
     node = speaker.options.node
@@ -178,7 +193,10 @@ def attach_kube_source(
         source, node, speaker.offer, set_peers=set_peers, gossip_port=gossip_port
     )
     holder.append(link)
+    register_kube_resources(speaker.registry, source.watched.names, source.watched.absent)
     speaker.plan_listeners.append(link.plan_applied)
+    if bgp is not None:
+        bgp.plan_listeners.append(link.bgp_plan_applied)
     speaker.ready_checks.append(lambda: bool(source.synced))
     speaker.liveness_checks.append(source.stuck)
     speaker.on_shutdown.append(source.stop)

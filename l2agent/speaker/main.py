@@ -146,7 +146,7 @@ def run_speaker(args: argparse.Namespace) -> int:
     async def main() -> int:
         speaker = Speaker(options, membership)
         speaker.on_started.append(functools.partial(raise_priority, args.realtime_priority))
-        attach_bgp(
+        bgp = attach_bgp(
             speaker,
             config_dir=Path(args.frr_config_dir),
             run_dir=Path(args.frr_run_dir),
@@ -169,6 +169,7 @@ def run_speaker(args: argparse.Namespace) -> int:
                     if isinstance(membership, GossipMembership)
                     else GOSSIP_PORT
                 ),
+                bgp=bgp,
             )
         return await speaker.run()
 

@@ -355,6 +355,7 @@ def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
     # The speaker never writes Services; the controller never deletes anything.
     assert granted[("speaker", "services")] == {"list", "watch"}
     assert granted[("speaker", "servicel2statuses")] == {"list", "watch", "create", "delete"}
+    assert granted[("speaker", "servicebgpstatuses")] == {"list", "watch", "create", "delete"}
     # The controller writes the pool annotation and the ingress through services/status
     # only (as MetalLB does): no write access to Services themselves.
     assert granted[("controller", "services")] == {"list", "watch"}

@@ -8,7 +8,9 @@ the status subresource (the main resource ignores status, /status changes only s
 optimistic concurrency (409 on a stale resourceVersion), generateName, merge patches,
 label selectors (equality only). Test-side knobs: `compact()`, `drop_watches()`,
 `send_bookmarks()`, `outage()` (the listening socket closes: connections are refused),
-`fail_next()` (inject an error status), and direct `put()` / `remove()` / `get()`.
+`fail_next()` (inject an error status), `missing` kinds (not served, as when their CRD is
+not installed: 404 and absent from discovery, until `install()`), and direct `put()` /
+`remove()` / `get()`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ RESOURCES: dict[str, tuple[str, str, str, bool, bool]] = {
     "bgpadvertisements": ("metallb.io", "v1beta1", "BGPAdvertisement", True, True),
     "bfdprofiles": ("metallb.io", "v1beta1", "BFDProfile", True, True),
     "communities": ("metallb.io", "v1beta1", "Community", True, True),
+    "servicebgpstatuses": ("metallb.io", "v1beta1", "ServiceBGPStatus", True, True),
 }
 KIND_TO_PLURAL = {v[2]: k for k, v in RESOURCES.items()}
 
@@ -88,8 +91,12 @@ class _State:
 class FakeApiServer:
     """Start with `with FakeApiServer() as api:`; `api.url` is the host for the client."""
 
-    def __init__(self, bookmark_interval: float | None = None) -> None:
+    def __init__(
+        self, bookmark_interval: float | None = None, missing: tuple[str, ...] = ()
+    ) -> None:
         self._state = _State()
+        self.missing = set(missing)
+        """Plurals not served (their CRD is not installed): every request gets 404."""
         self._cond = threading.Condition()
         self._watches: set[_Watch] = set()
         self._failures: list[tuple[str, str, int]] = []
@@ -213,6 +220,11 @@ class FakeApiServer:
                 if left <= 0:
                     raise TimeoutError(f"no {count} watches on {plural}")
                 self._cond.wait(left)
+
+    def install(self, plural: str) -> None:
+        """Serve a `missing` kind from now on (its CRD was applied)."""
+        with self._cond:
+            self.missing.discard(plural)
 
     def fail_next(self, method: str, path_part: str, status: int) -> None:
         """The next request with this method whose path contains path_part gets `status`."""
@@ -365,10 +377,11 @@ def _parse_path(path: str) -> _Route:
     return _Route(plural, ns, name, sub)
 
 
-def _discovery(path: str) -> dict[str, Any] | None:
+def _discovery(path: str, missing: set[str]) -> dict[str, Any] | None:
     """Legacy (unaggregated) discovery, enough for kubectl and client-go to find resources."""
+    served = {k: v for k, v in RESOURCES.items() if k not in missing}
     groups: dict[str, set[str]] = {}
-    for group, version, *_ in RESOURCES.values():
+    for group, version, *_ in served.values():
         groups.setdefault(group, set()).add(version)
     if path == "/version":
         return {
@@ -404,7 +417,7 @@ def _discovery(path: str) -> dict[str, Any] | None:
     else:
         return None
     resources: list[dict[str, Any]] = []
-    for plural, (g, v, kind, namespaced, status) in RESOURCES.items():
+    for plural, (g, v, kind, namespaced, status) in served.items():
         if (g, v) != (group, version):
             continue
         verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
@@ -537,12 +550,16 @@ def _make_handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                 reason = _REASONS.get(injected, "Unknown")
                 self._send(injected, _status(injected, reason, f"injected {injected}"))
                 return
-            discovery = _discovery(split.path.rstrip("/")) if method == "GET" else None
+            with api._cond:
+                missing = set(api.missing)
+            discovery = _discovery(split.path.rstrip("/"), missing) if method == "GET" else None
             if discovery is not None:
                 self._send(200, discovery)
                 return
             try:
                 route = _parse_path(split.path)
+                if route.plural in missing:
+                    raise _HttpError(404, "the server could not find the requested resource")
                 if method == "GET" and route.name is None:
                     if query.get("watch") in ("1", "true", "True"):
                         self._watch(route, query)

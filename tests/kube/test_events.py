@@ -23,9 +23,9 @@ from l2agent.kube.status import (
     LABEL_SERVICE_NAME,
     LABEL_SERVICE_NAMESPACE,
     AllocationWrite,
-    L2StatusWriter,
+    NodeStatusWriter,
     ServiceStatusWriter,
-    plan_l2_status,
+    plan_node_status,
 )
 from l2agent.ratelimit import TokenBucket
 
@@ -268,7 +268,7 @@ def test_l2_status_plan(
     update: list[Any],
     delete: list[str],
 ) -> None:
-    plan = plan_l2_status("me", announcing, existing, nodes={"me", "other"})
+    plan = plan_node_status("me", announcing, existing, nodes={"me", "other"})
     assert list(plan.create) == create
     assert list(plan.update) == update
     assert list(plan.delete) == delete
@@ -277,7 +277,9 @@ def test_l2_status_plan(
 def test_l2_status_writer_creates_like_metallb(
     apiserver: Any, api_client: client.ApiClient
 ) -> None:
-    w = L2StatusWriter(api_client, namespace=NS, node="node-1", pod_name="speaker-x", pod_uid="u9")
+    w = NodeStatusWriter(
+        api_client, namespace=NS, node="node-1", pod_name="speaker-x", pod_uid="u9"
+    )
     apiserver.put(l2obj("l2-old", "node-2", "default/web", []))  # node-2 has left
     existing = apiserver.items("ServiceL2Status")
     assert w.sync({"default/web": ("eth0",)}, existing, nodes={"node-1"}) == 0
@@ -317,7 +319,7 @@ def test_l2_status_objects_validate_against_our_crd(
         ).read_text()
     )
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    w = L2StatusWriter(api_client, namespace=NS, node="node-1")
+    w = NodeStatusWriter(api_client, namespace=NS, node="node-1")
     w.sync({"default/web": ()}, [])
     (obj,) = apiserver.items("ServiceL2Status")
     jsonschema.validate(obj, schema)
@@ -326,7 +328,7 @@ def test_l2_status_objects_validate_against_our_crd(
 def test_l2_status_writes_are_rate_limited(apiserver: Any, api_client: client.ApiClient) -> None:
     """A burst of Services costs at most the bucket's burst now; the rest waits for tokens."""
     now = [0.0]
-    w = L2StatusWriter(
+    w = NodeStatusWriter(
         api_client,
         namespace=NS,
         node="node-1",

@@ -140,6 +140,13 @@ def test_speaker_rbac_is_exact(apiserver: Any, api_client: client.ApiClient) -> 
         src.node_assigned("default/web")
         src.report_announcements({})
         wait_until(lambda: not apiserver.items("ServiceL2Status"), what="deleted")
+        src.report_bgp_announcements({"default/web": ("r1",)})
+        wait_until(
+            lambda: [o for o in apiserver.items("ServiceBGPStatus") if o.get("status")],
+            what="ServiceBGPStatus written",
+        )
+        src.report_bgp_announcements({})
+        wait_until(lambda: not apiserver.items("ServiceBGPStatus"), what="bgp status deleted")
         assert src.events.flush()
     finally:
         src.stop()
