@@ -632,8 +632,8 @@ class BgpMetrics:
         registry.register(_FrrStateCollector(frr_state, self._errors))
         self._reloads = Counter(
             "l2agent_frr_reloads",
-            "FRR configuration attempts, by result (applied, applied_after_reset, unchanged, "
-            "invalid, failed, unavailable, timeout).",
+            "FRR configuration attempts, by result (applied, applied_after_reset, "
+            "applied_in_steps, unchanged, invalid, failed, unavailable, timeout, crashed).",
             ["result"],
             registry=registry,
         )

@@ -30,7 +30,12 @@ One attempt, each step an asyncio child process with a time bound (never on the 
    exit 1 with the graceful-restart complaint -> ``--reload`` again and, when that
    succeeds, ``clear bgp`` for the sessions whose setting changed -> ``APPLIED_AFTER_RESET``
    (see ``reload_outcome``); anything else -> ``FAILED``: the last good text is written back
-   and reloaded (best effort) and the new one retried later.
+   and reloaded (best effort) and the new one retried later;
+4. ``frr-reload.py`` crashed (a Python traceback in step 2 or 3, FRR 8.4's ``rm_match``
+   bug, not a refusal): the change is applied in two steps, first the text without the
+   ``router bgp`` contexts FRR does not run yet (``show running-config``), then the whole
+   text, each tested and reloaded as above -> ``APPLIED_IN_STEPS``; when that fails too ->
+   ``CRASHED`` (last good restored, retried).
 
 ``--vty_socket`` points at ``run_dir`` (where FRR's daemons put their vty sockets; the
 speaker needs FRR's ``frrvty`` group to open them), ``--confdir`` at ``config_dir``,
@@ -48,6 +53,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from l2agent.bgp import _proc
@@ -57,6 +63,8 @@ from l2agent.bgp.reload_outcome import (
     ReloadOutcome,
     ReloadResult,
     configured_neighbors,
+    crash_summary,
+    is_crash,
     is_graceful_restart_quirk,
     needed_daemons,
     parse_test_output,
@@ -64,6 +72,7 @@ from l2agent.bgp.reload_outcome import (
     retry_delay,
     sessions_to_reset,
     without_announcements,
+    without_new_routers,
 )
 
 log = logging.getLogger(__name__)
@@ -73,6 +82,7 @@ DEFAULT_RUN_DIR = Path("/var/run/frr")
 FRR_RELOAD = Path("/usr/lib/frr/frr-reload.py")
 CONFIG_NAME = "frr.conf"
 CANDIDATE_NAME = "frr.conf.candidate"
+STEP_NAME = "frr.conf.step"
 VTYSH_CONF = "service integrated-vtysh-config\n"
 
 
@@ -302,24 +312,68 @@ class FrrReloader:
         test = await self._run(self._reload_argv("test", candidate))
         if test.returncode != 0:
             candidate.unlink(missing_ok=True)
+            if is_crash(test.output):
+                return await self._in_two_steps(text, test.output, done, touched=False)
             return done(ReloadResult.UNAVAILABLE, test.output)
-        diff = parse_test_output(test.stdout)
         os.replace(candidate, target)
-        reload = await self._run(self._reload_argv("reload", target))
-        if reload.returncode == 0:
+        step = await self._reload(target, text, test)
+        if step.ok:
             self._accepted(text)
-            return done(ReloadResult.APPLIED)
-        if is_graceful_restart_quirk(reload.output):
-            again = await self._run(self._reload_argv("reload", target))
-            if again.returncode == 0:
-                self._accepted(text)
-                reset = self._resets(diff, text, test.truncated)
-                for peer in reset:
-                    await self._run(self._vtysh_argv(f"clear bgp {peer}"))
-                return done(ReloadResult.APPLIED_AFTER_RESET, reset=reset)
-            reload = again
+            if step.reset is None:
+                return done(ReloadResult.APPLIED)
+            return done(ReloadResult.APPLIED_AFTER_RESET, reset=step.reset)
+        if is_crash(step.output):
+            return await self._in_two_steps(text, step.output, done, touched=True)
         await self._restore()
-        return done(ReloadResult.FAILED, reload.output)
+        return done(ReloadResult.FAILED, step.output)
+
+    async def _reload(self, path: Path, text: str, test: _proc.Finished) -> _Step:
+        """``--reload`` ``path`` (holding ``text``; ``test``: its ``--test`` run), with the
+        graceful-restart quirk handled: reload again, then reset the changed sessions."""
+        reload = await self._run(self._reload_argv("reload", path))
+        if reload.returncode == 0:
+            return _Step(True, reload.output)
+        if not is_graceful_restart_quirk(reload.output):
+            return _Step(False, reload.output)
+        again = await self._run(self._reload_argv("reload", path))
+        if again.returncode != 0:
+            return _Step(False, again.output)
+        reset = self._resets(parse_test_output(test.stdout), text, test.truncated)
+        for peer in sorted(reset):
+            await self._run(self._vtysh_argv(f"clear bgp {peer}"))
+        return _Step(True, again.output, tuple(sorted(reset)))
+
+    async def _in_two_steps(
+        self, text: str, crash: str, done: Callable[..., ReloadOutcome], *, touched: bool
+    ) -> ReloadOutcome:
+        """frr-reload.py crashed on this change (``touched``: during ``--reload``, so FRR may
+        run part of it): apply the text without its new ``router bgp`` contexts, then the
+        whole text. Each step is tested and reloaded like any change."""
+        why = crash_summary(crash)
+        running = await self._run(self._vtysh_argv("show running-config"))
+        first = without_new_routers(text, running.stdout) if running.returncode == 0 else text
+        if first == text:
+            log.warning("frr-reload.py crashed (%s); no new router to set apart", why)
+            if touched:
+                await self._restore()
+            return done(ReloadResult.CRASHED, crash)
+        log.warning("frr-reload.py crashed (%s): applying the change in two steps", why)
+        resets: set[str] = set()
+        for step_text, name in ((first, STEP_NAME), (text, CONFIG_NAME)):
+            path = self.config_dir / name
+            self._write(path, step_text)
+            test = await self._run(self._reload_argv("test", path))
+            step = await self._reload(path, step_text, test) if test.returncode == 0 else None
+            if step is None or not step.ok:
+                output = test.output if step is None else step.output
+                await self._restore()
+                (self.config_dir / STEP_NAME).unlink(missing_ok=True)
+                result = ReloadResult.CRASHED if is_crash(output) else ReloadResult.FAILED
+                return done(result, output)
+            resets.update(step.reset or ())
+        (self.config_dir / STEP_NAME).unlink(missing_ok=True)
+        self._accepted(text)
+        return done(ReloadResult.APPLIED_IN_STEPS, f"frr-reload.py crashed: {why}", resets)
 
     async def _missing_daemons(self, text: str) -> list[str]:
         """The daemons ``text`` needs that vtysh cannot reach (``show daemons``)."""
@@ -386,6 +440,16 @@ class FrrReloader:
                 except PermissionError:
                     pass
         os.replace(tmp, path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One ``--reload`` (with the graceful-restart quirk handled): ``reset`` names the
+    sessions reset for the quirk (None: no quirk)."""
+
+    ok: bool
+    output: str
+    reset: tuple[str, ...] | None = None
 
 
 def _is_address(text: str) -> bool:

@@ -13,6 +13,13 @@ place. FRR also only uses a new graceful-restart setting on a session after it i
 The reloader therefore runs ``--reload`` once more (a fixed point: the setting no longer
 differs) and, when that succeeds, resets the sessions whose setting changed (``clear bgp``),
 except sessions this reload created.
+
+The crash (FRR 8.4): ``frr-reload.py`` dies with a traceback (``UnboundLocalError:
+rm_match`` in ``ignore_delete_re_add_lines``) when one difference deletes a ``neighbor X
+route-map`` line and adds a whole new ``router bgp`` context (a peer moved into a new VRF),
+in ``--test`` and ``--reload`` alike. That is no refusal of the text: ``is_crash`` tells
+the two apart, and the reloader applies such a change in two steps, first everything but
+the new ``router bgp`` contexts (``without_new_routers``), then the whole text.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ __all__ = [
     "ReloadOutcome",
     "ReloadResult",
     "configured_neighbors",
+    "crash_summary",
+    "is_crash",
     "is_graceful_restart_quirk",
     "needed_daemons",
     "parse_test_output",
@@ -34,6 +43,7 @@ __all__ = [
     "retry_delay",
     "sessions_to_reset",
     "without_announcements",
+    "without_new_routers",
 ]
 
 
@@ -56,17 +66,24 @@ class ReloadResult(enum.Enum):
     """FRR's daemons did not answer (``--test`` failed on a valid text); retried."""
     TIMEOUT = "timeout"
     """A step overran its time bound and was killed; retried."""
+    APPLIED_IN_STEPS = "applied_in_steps"
+    """``frr-reload.py`` crashed on the change (a traceback, not a refusal); applied in two
+    steps: the text without its new ``router bgp`` contexts, then the whole text."""
+    CRASHED = "crashed"
+    """``frr-reload.py`` crashed and applying in two steps did not help; the last good
+    config was put back; retried with backoff."""
 
     @property
     def ok(self) -> bool:
         """FRR runs the requested configuration."""
         return self in (ReloadResult.APPLIED, ReloadResult.APPLIED_AFTER_RESET,
-                        ReloadResult.UNCHANGED)  # fmt: skip
+                        ReloadResult.UNCHANGED, ReloadResult.APPLIED_IN_STEPS)  # fmt: skip
 
     @property
     def retried(self) -> bool:
         """The reloader tries the same text again later by itself."""
-        return self in (ReloadResult.FAILED, ReloadResult.UNAVAILABLE, ReloadResult.TIMEOUT)
+        return self in (ReloadResult.FAILED, ReloadResult.UNAVAILABLE, ReloadResult.TIMEOUT,
+                        ReloadResult.CRASHED)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +185,50 @@ def needed_daemons(config: str) -> tuple[str, ...]:
 def is_graceful_restart_quirk(output: str) -> bool:
     """True when a failed ``--reload`` printed the graceful-restart complaint."""
     return any(marker in output for marker in _QUIRK_MARKERS)
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+_ROUTER_BGP = re.compile(r"^router bgp \S+")
+
+
+def is_crash(output: str) -> bool:
+    """True when ``frr-reload.py`` died with a Python traceback (a bug in the script) rather
+    than refusing the text (FRR's error lines, exit 1, no traceback)."""
+    return _TRACEBACK in output
+
+
+def crash_summary(output: str) -> str:
+    """The traceback's last line (``UnboundLocalError: ...``), for logs and outcomes."""
+    tail = output[output.rfind(_TRACEBACK) :] if _TRACEBACK in output else output
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _router_headers(config: str) -> set[str]:
+    return {line.strip() for line in config.splitlines() if _ROUTER_BGP.match(line)}
+
+
+def without_new_routers(config: str, running: str) -> str:
+    """``config`` without its ``router bgp`` contexts (header to ``exit``) whose header line
+    ``running`` (FRR's ``show running-config``) does not have: the first of the two steps
+    that get past the crash (``is_crash``). Returns ``config`` unchanged when it adds no
+    router: the crash then has another cause."""
+    present = _router_headers(running)
+    kept: list[str] = []
+    skipping = False
+    for line in config.splitlines():
+        if skipping:
+            if not line.startswith((" ", "\t")):
+                skipping = False
+                if line.strip() == "exit":
+                    continue
+            else:
+                continue
+        if _ROUTER_BGP.match(line) and line.strip() not in present:
+            skipping = True
+            continue
+        kept.append(line)
+    return "\n".join(kept) + ("\n" if config.endswith("\n") else "")
 
 
 def sessions_to_reset(diff: ConfigDiff, config: str) -> frozenset[str]:

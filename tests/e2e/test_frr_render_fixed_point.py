@@ -2,11 +2,13 @@
 own): `frr-reload.py --reload` applies it, and `frr-reload.py --test` then finds nothing to
 change. So the text is FRR's own normal form, and a speaker that reloads an unchanged plan
 changes nothing in FRR. Also: the node's forwarding as `read_forwarding` sees it, judged by
-`sysctl` in the same namespace.
+`sysctl` in the same namespace; and the speaker's reloader getting past a change that
+frr-reload.py itself crashes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -23,8 +25,10 @@ import pytest
 
 from l2agent.bgp.frr_config import FrrOptions, render
 from l2agent.bgp.plan import plan_bgp
+from l2agent.bgp.reload import FrrReloader
+from l2agent.bgp.reload_outcome import ReloadOutcome, ReloadResult, is_crash
 from l2agent.model import build_state
-from l2agent.static import load_yaml_files
+from l2agent.static import load_yaml_files, load_yaml_text
 
 pytestmark = pytest.mark.e2e
 
@@ -196,3 +200,74 @@ def test_read_forwarding_sees_what_sysctl_set(frr: Frr) -> None:
             " print(int(f.ipv4), int(f.ipv6))",
         )
         assert got.stdout.split() == [str(v4), str(v6)], got.stderr
+
+
+_TWO_PEERS = """
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: pool, namespace: metallb-system}
+spec: {addresses: [198.51.100.0/24]}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: router-a, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64513, peerAddress: 192.0.2.1}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: router-b, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64514, peerAddress: 192.0.2.2%s}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: all, namespace: metallb-system}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {type: LoadBalancer, ports: [{port: 80, protocol: TCP}]}
+status: {loadBalancer: {ingress: [{ip: 198.51.100.10}]}}
+"""
+
+
+def _rendered(yaml_text: str) -> str:
+    result = build_state(load_yaml_text(yaml_text))
+    assert result.ok
+    return render(plan_bgp(result.state, "node1"), FrrOptions(hostname=socket.gethostname()))
+
+
+def test_a_change_frr_reload_crashes_on_is_applied_in_two_steps(frr: Frr) -> None:
+    """router-b moves into VRF red: one change deletes its `neighbor ... route-map` lines
+    and adds a whole new `router bgp 64512 vrf red`, which frr-reload.py 8.4 crashes on
+    (UnboundLocalError: rm_match), in --test and --reload alike. The reloader must tell the
+    crash from a refusal and get FRR to the new text anyway; FRR judges the result."""
+    before, after = _rendered(_TWO_PEERS % ""), _rendered(_TWO_PEERS % ", vrf: red")
+    reloader = FrrReloader(frr.dir, frr.dir, debounce=0.0, retry_base=60.0)
+    probe = frr.dir / "probe.conf"
+
+    async def scenario() -> tuple[ReloadOutcome, str, ReloadOutcome]:
+        first = await reloader.apply(before)
+        probe.write_text(after)
+        crash = await asyncio.to_thread(frr.reload, "--test", probe)
+        second = await reloader.apply(after)
+        await reloader.close()
+        return first, crash.stdout + crash.stderr, second
+
+    first, crash, second = asyncio.run(scenario())
+    assert first.result.ok, first
+    if not is_crash(crash):
+        pytest.skip("this frr-reload.py does not crash on the transition any more")
+    assert second.result is ReloadResult.APPLIED_IN_STEPS, second
+    assert "rm_match" in second.detail
+    # FRR runs exactly the new text: frr-reload.py finds nothing to change (and no crash).
+    test = frr.reload("--test", frr.dir / "frr.conf")
+    assert test.returncode == 0 and _changes(test.stdout) == [], test.stdout + test.stderr
+    running = frr.run("vtysh", "--vty_socket", str(frr.dir), "-c", "show running-config").stdout
+    assert "router bgp 64512 vrf red" in running
+    assert "route-map 192.0.2.2-in" not in running and "route-map 192.0.2.2-red-in" in running
+    assert (frr.dir / "frr.conf").read_text() == after and reloader.last_good == after
+    assert not (frr.dir / "frr.conf.step").exists()

@@ -8,6 +8,8 @@ from l2agent.bgp.reload_outcome import (
     ConfigDiff,
     ReloadResult,
     configured_neighbors,
+    crash_summary,
+    is_crash,
     is_graceful_restart_quirk,
     needed_daemons,
     parse_test_output,
@@ -15,6 +17,7 @@ from l2agent.bgp.reload_outcome import (
     retry_delay,
     sessions_to_reset,
     without_announcements,
+    without_new_routers,
 )
 
 # frr-reload.py --test (FRR 8.4.4) on a fresh bgpd, as printed on stdout.
@@ -128,9 +131,77 @@ def test_redact_hides_passwords_and_bounds_length() -> None:
 
 def test_result_classes() -> None:
     assert {r for r in ReloadResult if r.ok} == {
-        ReloadResult.APPLIED, ReloadResult.APPLIED_AFTER_RESET, ReloadResult.UNCHANGED}  # fmt: skip
+        ReloadResult.APPLIED, ReloadResult.APPLIED_AFTER_RESET, ReloadResult.UNCHANGED,
+        ReloadResult.APPLIED_IN_STEPS}  # fmt: skip
     assert {r for r in ReloadResult if r.retried} == {
-        ReloadResult.FAILED, ReloadResult.UNAVAILABLE, ReloadResult.TIMEOUT}  # fmt: skip
+        ReloadResult.FAILED, ReloadResult.UNAVAILABLE, ReloadResult.TIMEOUT,
+        ReloadResult.CRASHED}  # fmt: skip
+
+
+# frr-reload.py 8.4.4 --test, recorded: router-b (192.0.2.2) moved into VRF red in one change.
+CRASH = """\
+2026-11-29 11:27:41,756  INFO: Loading Config object from file new.conf
+Traceback (most recent call last):
+  File "/usr/lib/frr/frr-reload.py", line 1995, in <module>
+    (lines_to_add, lines_to_del) = compare_context_objects(newconf, running)
+  File "/usr/lib/frr/frr-reload.py", line 1775, in compare_context_objects
+    (lines_to_add, lines_to_del) = ignore_delete_re_add_lines(
+  File "/usr/lib/frr/frr-reload.py", line 1224, in ignore_delete_re_add_lines
+    if rm_match:
+       ^^^^^^^^
+UnboundLocalError: cannot access local variable 'rm_match' where it is not associated with a value
+"""
+# What frr-reload.py prints when FRR refuses a line: an error, exit 1, no traceback.
+REFUSAL = """\
+2026-11-29 11:30:02,101 ERROR: vtysh failed to process new configuration: vtysh (mark file) \
+exited with status 2:
+b'line 3: % Unknown command[25]:  neighbor nonsense remote-as x'
+"""
+RUNNING = """\
+frr version 8.4.4
+hostname node1
+router bgp 64512
+ neighbor 192.0.2.1 remote-as 64513
+ neighbor 192.0.2.2 remote-as 64514
+exit
+!
+end
+"""
+MOVED = """\
+route-map 192.0.2.2-red-in deny 20
+exit
+!
+router bgp 64512
+ neighbor 192.0.2.1 remote-as 64513
+ address-family ipv4 unicast
+  network 198.51.100.10/32
+ exit-address-family
+exit
+!
+router bgp 64512 vrf red
+ neighbor 192.0.2.2 remote-as 64514
+ address-family ipv4 unicast
+  neighbor 192.0.2.2 route-map 192.0.2.2-red-in in
+ exit-address-family
+exit
+!
+"""
+
+
+def test_a_traceback_is_a_crash_and_a_refusal_is_not() -> None:
+    assert is_crash(CRASH) and not is_crash(REFUSAL)
+    assert crash_summary(CRASH).startswith("UnboundLocalError: cannot access local variable")
+
+
+def test_the_first_step_leaves_out_only_routers_frr_does_not_run() -> None:
+    first = without_new_routers(MOVED, RUNNING)
+    assert "vrf red" not in first and "192.0.2.2 remote-as" not in first
+    assert "route-map 192.0.2.2-red-in deny 20" in first  # everything else goes first
+    assert "router bgp 64512\n neighbor 192.0.2.1" in first and first.endswith("exit\n!\n!\n")
+    # once FRR runs the VRF's router the whole text is the second step, and a text that
+    # adds no router cannot be split (the crash has another cause)
+    assert without_new_routers(MOVED, RUNNING + "router bgp 64512 vrf red\n") == MOVED
+    assert without_new_routers(RUNNING, RUNNING) == RUNNING
 
 
 def test_needed_daemons_follow_bfd_lines() -> None:
