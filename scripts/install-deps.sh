@@ -7,8 +7,8 @@ pkgs=(iproute2 iputils-arping ndisc6 tcpdump keepalived golang-go
       golang-github-hashicorp-memberlist-dev prometheus netsniff-ng procps iptables
       # BGP mode: FRR on the nodes (frr-reload.py from frr-pythontools), BIRD and GoBGP as routers
       frr frr-pythontools bird2 gobgpd
-      # the image: built and run without any container registry
-      podman buildah runc mmdebstrap)
+      # the image: built and run without any container registry (eatmydata: faster mmdebstrap)
+      podman buildah runc mmdebstrap eatmydata)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
