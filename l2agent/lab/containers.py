@@ -73,6 +73,7 @@ class ContainerSpeakers(LabSpeakers):
     its speaker container. ``podman``: the command that runs podman (with its settings),
     e.g. ``["scripts/image/podman"]``. ``secrets``: the content of each secret the manifest
     mounts, by secret name and key. ``image`` overrides the manifest's image (None: keep it).
+    ``podman_extra``: more ``podman run`` flags (a benchmark's variant; the tests add none).
     """
 
     def __init__(
@@ -86,9 +87,11 @@ class ContainerSpeakers(LabSpeakers):
         container: str = "speaker",
         image: str | None = None,
         extra: Sequence[str] = (),
+        podman_extra: Sequence[str] = (),
         workdir: Path | None = None,
     ) -> None:
         super().__init__(lab, config, extra=extra, workdir=workdir, gossip=True)
+        self.podman_extra = list(podman_extra)
         self.pod_spec = pod_spec
         self.container = container
         self.podman = list(podman)
@@ -131,6 +134,7 @@ class ContainerSpeakers(LabSpeakers):
             f"--network=ns:/run/netns/{self.lab.netns(node)}",
             *run.podman_flags(self._secret_dirs),
             f"--volume={self.config.resolve()}:{CONFIG_PATH}:ro",
+            *self.podman_extra,
             self.image or run.image,
             *args, *self.extra,
         ]  # fmt: skip
