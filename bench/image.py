@@ -38,12 +38,12 @@ from typing import Any
 
 import yaml
 
-from l2agent.demo import demo_config
 from l2agent.lab.containers import ContainerSpeakers
 from l2agent.lab.netns import Lab
 from l2agent.lab.netns_thread import NetnsThread
 from l2agent.lab.speakers import METRICS_PORT, LabSpeakers
 from l2agent.lab.topology import vip
+from l2agent.static import demo_config_path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -171,11 +171,11 @@ def measure_startup(trials: int, workdir: Path) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {"container": [], "container_no_bytecode": [], "host": []}
     with Lab(2, vips=[vip(0, 4)]) as lab:
         containers = ContainerSpeakers(
-            lab, demo_config(), daemonset["spec"]["template"]["spec"], podman=PODMAN,
+            lab, demo_config_path(), daemonset["spec"]["template"]["spec"], podman=PODMAN,
             secrets={"memberlist": {"secretkey": secret}}, workdir=workdir,
         )  # fmt: skip
         host = LabSpeakers(
-            lab, demo_config(), workdir=workdir, extra=["--secret-key-file", str(key_file)]
+            lab, demo_config_path(), workdir=workdir, extra=["--secret-key-file", str(key_file)]
         )
         thread = NetnsThread(lab.netns("node1"))
         url = f"http://{containers.address('node1')}:{METRICS_PORT}/readyz"

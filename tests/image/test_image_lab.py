@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from helpers.image import PODMAN, workload
 
-from l2agent.demo import demo_config
 from l2agent.lab.containers import ContainerSpeakers
 from l2agent.lab.netns import Lab
 from l2agent.lab.prober import outage
 from l2agent.lab.topology import vip
+from l2agent.static import demo_config_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.image]
 
@@ -46,7 +46,7 @@ def cluster(
     with Lab(2, vips=[vip(0, 4), vip(0, 6)]) as lab:
         speakers = ContainerSpeakers(
             lab,
-            demo_config(),
+            demo_config_path(),
             speaker_pod,
             podman=PODMAN,
             secrets={"memberlist": {"secretkey": secret}},
