@@ -32,6 +32,8 @@ import gossip, l2agent
 modules = []
 for package in (l2agent, gossip):
     for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if info.name.endswith(".__main__"):  # `python -m` entry points run when imported
+            continue
         importlib.import_module(info.name)
         modules.append(info.name)
 for name in ("kubernetes.client", "kubernetes.config", "kubernetes.watch"):
