@@ -55,6 +55,7 @@ _KNOWN_SECURITY = {
     "seccompProfile",
     "privileged",
     "fsGroup",
+    "supplementalGroups",
 }
 
 
@@ -103,6 +104,8 @@ class ContainerRun:
     fs_group: int | None
     """The pod's ``fsGroup``: a supplementary group of the process, and the group that owns
     secret files (the caller writes them so)."""
+    supplemental_groups: tuple[int, ...]
+    """The pod's ``supplementalGroups``: more supplementary groups of the process."""
     stop_timeout: int
     """Seconds from SIGTERM to SIGKILL (``terminationGracePeriodSeconds``, default 30)."""
     host_network: bool
@@ -121,6 +124,7 @@ class ContainerRun:
             flags.append(f"--user={self.user}")
         if self.fs_group is not None:
             flags.append(f"--group-add={self.fs_group}")
+        flags += [f"--group-add={gid}" for gid in self.supplemental_groups]
         flags += [f"--cap-drop={cap}" for cap in self.cap_drop]
         flags += [f"--cap-add={cap}" for cap in self.cap_add]
         if self.no_new_privileges:
@@ -207,6 +211,7 @@ def container_run(
         secrets=secrets,
         memory_limit=parse_quantity(limits["memory"]) if "memory" in limits else None,
         fs_group=int(pod_security["fsGroup"]) if "fsGroup" in pod_security else None,
+        supplemental_groups=tuple(int(g) for g in pod_security.get("supplementalGroups", ())),
         stop_timeout=int(pod_spec.get("terminationGracePeriodSeconds", 30)),
         host_network=bool(pod_spec.get("hostNetwork", False)),
     )
@@ -216,8 +221,9 @@ def _check_security(pod_security: Mapping[str, Any], security: Mapping[str, Any]
     unknown = (set(pod_security) | set(security)) - _KNOWN_SECURITY
     if unknown:
         raise UnsupportedPodSpec(f"securityContext fields not translated: {sorted(unknown)}")
-    if "fsGroup" in security:
-        raise UnsupportedPodSpec("fsGroup belongs to the pod's securityContext")
+    for pod_only in ("fsGroup", "supplementalGroups"):
+        if pod_only in security:
+            raise UnsupportedPodSpec(f"{pod_only} belongs to the pod's securityContext")
     if security.get("privileged"):
         raise UnsupportedPodSpec("privileged containers are not translated")
     caps = security.get("capabilities") or {}

@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
-# Build (once) a Debian bookworm base image with mmdebstrap, from Debian's archive alone, and
-# print its name. No container registry is needed: the rootfs tarball is `podman import`ed.
+# Build (once) the Debian bookworm base of both images with mmdebstrap, from Debian's archive
+# alone, and print its name. No container registry is needed: the rootfs tarball is
+# `podman import`ed.
 #
-#   scripts/image/base.sh python   python3 + venv + CA certificates: l2agent's base
-#   scripts/image/base.sh frr      FRR (zebra, bgpd, bfdd, staticd) + frr-reload.py: the sidecar's
+#   scripts/image/base.sh
+#
+# It holds python3 with its venv module and CA certificates (l2agent's virtual environment
+# is made on it), and Debian's frr and frr-pythontools: the FRR sidecar image runs their
+# daemons, and the speaker (BGP mode) runs their vtysh and frr-reload.py against them. One
+# base, so both images agree on FRR's version and on its groups' IDs (frrvty is 102: the
+# speaker DaemonSet's supplementalGroups).
 #
 # The image is tagged with a content key: the hash of the exact mmdebstrap command line, so
 # a second run (same recipe) finds it and does nothing, and a changed recipe builds anew.
 # Downloaded .deb files are kept in .cache/image/debs (apt checks them against the archive's
-# signed indices), so the second base downloads only what the first did not.
+# signed indices), so a changed recipe downloads only what is new.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 podman=$repo/scripts/image/podman
 cache=$repo/.cache/image
 suite=bookworm
 
-case ${1:-} in
-  python) name=localhost/l2agent-base; include=python3,python3-venv,ca-certificates ;;
-  frr) name=localhost/l2agent-frr-base; include=ca-certificates,frr,frr-pythontools ;;
-  *) echo "usage: $0 python|frr" >&2; exit 2 ;;
-esac
+name=localhost/l2agent-base
+include=python3,python3-venv,ca-certificates,frr,frr-pythontools
 
 # The recipe: everything that decides what goes into the rootfs (and so the content key).
 recipe=(
@@ -49,7 +52,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 mkdir -p "$cache/debs" "$cache/tmp"
-tar=$(mktemp -p "$cache/tmp" "base-$1-XXXXXX.tar")
+tar=$(mktemp -p "$cache/tmp" "base-XXXXXX.tar")
 trap 'rm -f "$tar"' EXIT
 speed=()
 # eatmydata (when installed) skips dpkg's fsyncs: a third faster, same result.

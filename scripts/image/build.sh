@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# `make image`: build localhost/l2agent:dev and localhost/l2agent-frr:dev with podman, on
-# Debian bases made with mmdebstrap, with no container registry and no network in the build.
+# `make image`: build localhost/l2agent:dev and localhost/l2agent-frr:dev with podman, on one
+# Debian base made with mmdebstrap, with no container registry and no network in the build.
 #
-#   scripts/image/build.sh         (as root; the Debian bases are cached by content key)
+#   scripts/image/build.sh         (as root; the Debian base is cached by content key)
 #
 # Provenance, recorded on each image as labels (`podman image inspect`): the base image and
 # the mmdebstrap recipe it was made from, the sha256 of requirements/runtime.lock (also
@@ -18,8 +18,7 @@ python=${PYTHON:-$repo/.venv/bin/python}
 start=$SECONDS
 old_image=$("$podman" image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 old_frr_image=$("$podman" image inspect --format '{{.Id}}' "$frr_image" 2>/dev/null || true)
-base=$(scripts/image/base.sh python)
-frr_base=$(scripts/image/base.sh frr)
+base=$(scripts/image/base.sh)
 # (pip's warnings about this machine's own index settings are not ours to show)
 scripts/image/wheelhouse.sh "$python" 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
 
@@ -36,9 +35,9 @@ labels=(
   --label "io.l2agent.lock.sha256=$(sha256sum requirements/runtime.lock | cut -c1-64)" \
   --tag "$image" . >/dev/null
 "$podman" build --quiet --pull=never --network=none --layers \
-  -f deploy/Dockerfile.frr --build-arg "BASE_IMAGE=$frr_base" \
+  -f deploy/Dockerfile.frr --build-arg "BASE_IMAGE=$base" \
   "${labels[@]}" \
-  --label "org.opencontainers.image.base.name=$frr_base" \
+  --label "org.opencontainers.image.base.name=$base" \
   --tag "$frr_image" "$(mktemp -d -p .cache/image)" >/dev/null
 # The images this build replaced (their layers only; the build stages' layers stay as the
 # cache of the next build). This store is the checkout's own: nobody else's images are here.

@@ -146,6 +146,28 @@ def test_the_build_context_is_only_what_the_dockerfile_reads(images: dict[str, s
     assert others == set(), f"sent to the builder but never read: {sorted(others)[:20]}"
 
 
+def test_both_images_carry_one_frr_and_the_manifests_frrvty_group(
+    images: dict[str, str], rendered: list[dict[str, Any]]
+) -> None:
+    """The speaker runs vtysh and frr-reload.py against the sidecar's daemons through their
+    vty sockets (srwxrwx--- frr:frrvty): same FRR in both images, and frrvty's GID is the one
+    the DaemonSet's supplementalGroups grants."""
+    groups = workload(rendered, "DaemonSet", "l2agent-speaker")["securityContext"].get(
+        "supplementalGroups", []
+    )
+    script = (
+        "getent group frrvty | cut -d: -f3; dpkg-query -W -f='${Version}\\n' frr; "
+        "test -x /usr/bin/vtysh && test -x /usr/lib/frr/frr-reload.py && echo tools"
+    )
+    seen = set()
+    for image in images.values():
+        out = podman("run", "--rm", "--network=none", "--entrypoint=sh", image, "-c", script)
+        gid, version, tools = out.split()
+        assert tools == "tools" and int(gid) in groups, (image, out, groups)
+        seen.add(version)
+    assert len(seen) == 1, seen
+
+
 FRR_CONFIG = """\
 frr defaults traditional
 hostname sidecar

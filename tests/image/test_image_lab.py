@@ -92,6 +92,8 @@ def test_the_speaker_holds_exactly_what_the_manifest_grants(
         assert status["Seccomp"] == "2"  # RuntimeDefault: a filter is installed
         uid = str(security["runAsUser"])
         assert status["Uid"].split() == [uid] * 4
+        groups = speaker_pod["securityContext"].get("supplementalGroups", [])
+        assert set(groups) <= {int(g) for g in status["Groups"].split()}
         # The root filesystem is read-only; /tmp is the manifest's 16Mi memory emptyDir;
         # the memberlist secret is a read-only mount holding one 0400 file.
         mounts = {fields[4]: fields for fields in (line.split() for line in _mountinfo(pid))}

@@ -32,40 +32,95 @@ def speaker(rendered: list[dict[str, Any]]) -> dict[str, Any]:
     return copy.deepcopy(workload(rendered, "DaemonSet", "l2agent-speaker"))
 
 
-def test_the_speaker_daemonset_as_podman_flags(speaker: dict[str, Any]) -> None:
-    run = container_run(speaker, "speaker", FIELDS)
-    assert run.host_network and run.runtime_default_seccomp
-    assert run.podman_flags({"/etc/ml_secret_key": "/host/secret"}) == [
+POD = {
+    "hostNetwork": True,
+    "terminationGracePeriodSeconds": 12,
+    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "supplementalGroups": [7]},
+    "containers": [
+        {
+            "name": "c",
+            "image": "localhost/x:dev",
+            "args": ["run", "--at=$(HOST_IP):1", "--name=$(NODE_NAME)", "--kubeconfig=-"],
+            "env": [
+                {"name": "A", "value": "1"},
+                {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+            ],
+            "resources": {"limits": {"memory": "64Mi"}},
+            "securityContext": {
+                "runAsUser": 0,
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"], "add": ["NET_RAW"]},
+            },
+            "volumeMounts": [
+                {"name": "tmp", "mountPath": "/tmp"},
+                {"name": "key", "mountPath": "/etc/key", "readOnly": True},
+            ],
+        }
+    ],
+    "volumes": [
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        {
+            "name": "key",
+            "secret": {
+                "secretName": "k",
+                "defaultMode": 0o400,
+                "items": [{"key": "a", "path": "b"}],
+            },
+        },
+    ],
+}
+
+
+def test_a_pod_spec_as_podman_flags() -> None:
+    run = container_run(POD, "c", FIELDS)
+    assert run.podman_flags({"/etc/key": "/host/key"}) == [
         "--user=0",
+        "--group-add=7",
         "--cap-drop=ALL",
         "--cap-add=NET_RAW",
         "--security-opt=no-new-privileges",
         "--read-only",
         "--read-only-tmpfs=false",
-        "--tmpfs=/tmp:rw,size=16777216,mode=0777",
-        "--volume=/host/secret:/etc/ml_secret_key:ro",
-        "--memory=268435456",
-        "--stop-timeout=10",
+        "--tmpfs=/tmp:rw,size=1048576,mode=0777",
+        "--volume=/host/key:/etc/key:ro",
+        "--memory=67108864",
+        "--stop-timeout=12",
+        "--env=A=1",
         "--env=NODE_NAME=node1",
         "--env=HOST_IP=192.0.2.11",
-        "--env=POD_NAME=pod-a",
-        "--env=POD_UID=uid-a",
-        "--env=POD_NAMESPACE=metallb-system",
     ]
     (secret,) = run.secrets
-    assert secret.secret_name == "memberlist"
-    assert secret.files == (("secretkey", "secretkey", 0o400),)
-    args = static_mode_args(expand_args(run.args, run.env_map()), ["192.0.2.12:7946"])
-    assert args == [
-        "speaker",
-        "--config=/etc/l2agent/cluster.yaml",
-        "--node-name=node1",
-        "--namespace=metallb-system",
-        "--bind-addr=192.0.2.11:7946",
-        "--secret-key-file=/etc/ml_secret_key/secretkey",
-        "--metrics-addr=192.0.2.11:7472",
-        "--join=192.0.2.12:7946",
+    assert (secret.secret_name, secret.files) == ("k", (("a", "b", 0o400),))
+    assert static_mode_args(expand_args(run.args, run.env_map()), ["p:1"]) == [
+        "run", "--at=192.0.2.11:1", "--name=node1", "--config=/etc/l2agent/cluster.yaml",
+        "--join=p:1",
+    ]  # fmt: skip
+
+
+def test_the_rendered_speaker_daemonset_translates(speaker: dict[str, Any]) -> None:
+    """Whatever else the manifest holds, its security settings reach podman as written."""
+    run = container_run(speaker, "speaker", FIELDS)
+    security = _container(speaker)["securityContext"]
+    groups = speaker["securityContext"].get("supplementalGroups", [])
+    flags = run.podman_flags({"/etc/ml_secret_key": "/host/secret"})
+    assert flags[: 5 + len(groups) + len(security["capabilities"]["add"])] == [
+        f"--user={security['runAsUser']}",
+        *(f"--group-add={gid}" for gid in groups),
+        "--cap-drop=ALL",
+        *(f"--cap-add={cap}" for cap in security["capabilities"]["add"]),
+        "--security-opt=no-new-privileges",
+        "--read-only",
+        "--read-only-tmpfs=false",
     ]
+    assert "--tmpfs=/tmp:rw,size=16777216,mode=0777" in flags
+    assert "--volume=/host/secret:/etc/ml_secret_key:ro" in flags
+    assert f"--stop-timeout={speaker['terminationGracePeriodSeconds']}" in flags
+    args = static_mode_args(expand_args(run.args, run.env_map()), ["192.0.2.12:7946"])
+    assert args[:2] == ["speaker", "--config=/etc/l2agent/cluster.yaml"]
+    assert "--node-name=node1" in args and args[-1] == "--join=192.0.2.12:7946"
+    assert not [a for a in args if "$(" in a or a.startswith("--kubeconfig")]
 
 
 def test_the_controller_deployment_as_podman_flags(rendered: list[dict[str, Any]]) -> None:
@@ -131,7 +186,8 @@ def _non_root_as_root(pod: dict[str, Any]) -> None:
 
 
 def _unknown_field_ref(pod: dict[str, Any]) -> None:
-    _container(pod)["env"][0]["valueFrom"]["fieldRef"]["fieldPath"] = "spec.serviceAccountName"
+    (node_name,) = [e for e in _container(pod)["env"] if e["name"] == "NODE_NAME"]
+    node_name["valueFrom"]["fieldRef"]["fieldPath"] = "spec.serviceAccountName"
 
 
 def _localhost_seccomp(pod: dict[str, Any]) -> None:
