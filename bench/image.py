@@ -234,9 +234,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "| image | size | of which base |",
         "|---|---:|---:|",
         f"| {IMAGE} | {_mb(s['image_bytes'])} | {_mb(s['base_bytes'])} (Debian bookworm "
-        f"minbase + python3, mmdebstrap) |",
-        f"| {FRR_IMAGE} | {_mb(s['frr_image_bytes'])} | {_mb(s['frr_base_bytes'])} (same "
-        f"recipe + frr, frr-pythontools) |",
+        f"minbase + python3, python3-venv, frr, frr-pythontools; mmdebstrap) |",
+        f"| {FRR_IMAGE} | {_mb(s['frr_image_bytes'])} | {_mb(s['frr_base_bytes'])} (the "
+        f"same base) |",
         "",
         f"The virtual environment is {s['venv_kb'] / 1024:.0f} MB (Python's standard library "
         f"in the base: {s['python_stdlib_kb'] / 1024:.0f} MB); bytecode is "
