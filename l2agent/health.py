@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from gossip.addresses import parse_address
 from l2agent.metrics import MemberRow, OwnershipRow
+from l2agent.model.reports import BgpReport
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +65,17 @@ def _rfc3339(unix: float | None) -> str | None:
 
 
 def status_document(
-    node: str, rows: Iterable[OwnershipRow], members: Iterable[MemberRow]
+    node: str,
+    rows: Iterable[OwnershipRow],
+    members: Iterable[MemberRow],
+    bgp: BgpReport | None = None,
 ) -> dict[str, Any]:
-    """The /status JSON: this speaker's ownership table and member list.
+    """The /status JSON: this speaker's ownership table, member list and BGP sessions.
 
     ``since`` is RFC 3339 UTC (``since_unix`` the same instant in seconds) so both people
-    and ``l2agent status`` can read it.
+    and ``l2agent status`` can read it. ``bgp`` is null on a speaker that has never had a
+    BGP session (layer 2 only); else each session the plan asks for with FRR's state of it,
+    and ``error`` when FRR could not be read.
     """
     return {
         "node": node,
@@ -89,6 +95,26 @@ def status_document(
             {"name": m.name, "addr": m.addr, "state": m.state.lower()}
             for m in sorted(members, key=lambda m: m.name)
         ],
+        "bgp": None if bgp is None else _bgp_section(bgp),
+    }
+
+
+def _bgp_section(bgp: BgpReport) -> dict[str, Any]:
+    return {
+        "sessions": [
+            {
+                "peer": s.peer,
+                "address": s.address,
+                "vrf": s.vrf,
+                "state": s.state,
+                "established": s.established,
+                "prefixes_sent": s.prefixes_sent,
+                "bfd": s.bfd,
+                "last_reset": s.last_reset,
+            }
+            for s in bgp.sessions
+        ],
+        "error": bgp.error,
     }
 
 
@@ -96,9 +122,11 @@ def speaker_status(
     node: str,
     ownership: Callable[[], Iterable[OwnershipRow]],
     members: Callable[[], Iterable[MemberRow]],
+    bgp: Callable[[], BgpReport | None] | None = None,
 ) -> StatusSource:
-    """A /status source built from the same callables the metrics collector uses."""
-    return lambda: status_document(node, ownership(), members())
+    """A /status source built from the same callables the metrics collector uses (``bgp``:
+    this node's BGP sessions, None for a speaker without BGP mode)."""
+    return lambda: status_document(node, ownership(), members(), bgp() if bgp is not None else None)
 
 
 class HealthServer:

@@ -4,6 +4,8 @@ Each speaker only knows for sure what *it* announces, so the merge trusts claims
 the owners of an IP are the speakers that say they announce it. Nobody claiming it, or two
 speakers claiming it, is flagged (and makes the exit code 1, for scripts). When the node the
 views elect was not queried, its claim cannot be checked and the owner is shown with a `?`.
+Speakers in BGP mode also list their BGP sessions as FRR reports them; a session that is
+not Established, or an FRR that cannot be read, makes the exit code 1 as well.
 """
 
 from __future__ import annotations
@@ -56,14 +58,34 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class BgpSession:
+    """One BGP session of one speaker, as its FRR reports it."""
+
+    node: str
+    peer: str
+    address: str
+    vrf: str
+    state: str
+    prefixes_sent: int
+    bfd: str | None
+
+    @property
+    def established(self) -> bool:
+        return self.state == "Established"
+
+
+@dataclass(frozen=True, slots=True)
 class SpeakerReport:
-    """What one speaker answered (or why it did not)."""
+    """What one speaker answered (or why it did not). ``bgp_error``: why its FRR could not
+    be read (its sessions are then the last reading)."""
 
     url: str
     node: str | None = None
     claims: Mapping[str, tuple[Claim, ...]] = field(default_factory=dict)
     members: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     error: str | None = None
+    bgp: tuple[BgpSession, ...] = ()
+    bgp_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +144,33 @@ def parse_report(url: str, doc: Any) -> SpeakerReport:
         members = {
             str(m["name"]): (str(m.get("addr", "")), str(m["state"])) for m in doc["members"]
         }
+        bgp, bgp_error = _parse_bgp(node, doc.get("bgp"))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         log.warning("speaker %s sent a malformed /status: %r", url, exc)
         return SpeakerReport(url, error=f"malformed /status ({exc!r})")
-    return SpeakerReport(url, node=node, claims=claims, members=members)
+    return SpeakerReport(
+        url, node=node, claims=claims, members=members, bgp=bgp, bgp_error=bgp_error
+    )
+
+
+def _parse_bgp(node: str, section: Any) -> tuple[tuple[BgpSession, ...], str | None]:
+    """The /status ``bgp`` section (null or absent: no BGP mode on that speaker)."""
+    if section is None:
+        return (), None
+    sessions = tuple(
+        BgpSession(
+            node=node,
+            peer=str(s["peer"]),
+            address=str(s["address"]),
+            vrf=str(s["vrf"]),
+            state=str(s["state"]),
+            prefixes_sent=int(s["prefixes_sent"]),
+            bfd=None if s.get("bfd") is None else str(s["bfd"]),
+        )
+        for s in section["sessions"]
+    )
+    error = section.get("error")
+    return sessions, None if error is None else str(error)
 
 
 def fetch(url: str, timeout: float = FETCH_TIMEOUT) -> SpeakerReport:
@@ -248,6 +293,7 @@ def render_table(
         )
     lines += _columns(table) if rows else ["no service IPs reported"]
     lines.append("")
+    lines += _bgp_lines(reports)
     member_table = [["MEMBER", "ADDRESS", "STATE"]]
     for m in members:
         distinct = set(m.states.values())
@@ -260,12 +306,38 @@ def render_table(
     return "\n".join(lines) + "\n"
 
 
+def _bgp_lines(reports: Sequence[SpeakerReport]) -> list[str]:
+    """The BGP sessions table (nothing when no speaker runs BGP mode)."""
+    sessions = [b for r in reports for b in r.bgp]
+    errors = [f"speaker {r.node or r.url}: FRR: {r.bgp_error}" for r in reports if r.bgp_error]
+    if not sessions and not errors:
+        return []
+    table = [["NODE", "PEER", "ADDRESS", "VRF", "STATE", "PREFIXES", "BFD"]]
+    for b in sorted(sessions, key=lambda b: (b.node, b.vrf, b.peer, b.address)):
+        table.append(
+            [
+                b.node,
+                b.peer or "-",
+                b.address,
+                b.vrf,
+                b.state or "not in FRR",
+                str(b.prefixes_sent),
+                "-" if b.bfd is None else (b.bfd or "not in FRR"),
+            ]
+        )
+    lines = errors + (_columns(table) if sessions else ["no BGP sessions reported"])
+    return [*lines, ""]
+
+
 def render_json(
     reports: Sequence[SpeakerReport], rows: Sequence[MergedRow], members: Sequence[MergedMember]
 ) -> str:
     """The machine view of the same merge."""
     doc = {
-        "speakers": [{"url": r.url, "node": r.node, "error": r.error} for r in reports],
+        "speakers": [
+            {"url": r.url, "node": r.node, "error": r.error, "bgp_error": r.bgp_error}
+            for r in reports
+        ],
         "ownership": [
             {
                 "ip": r.ip,
@@ -279,6 +351,20 @@ def render_json(
             for r in rows
         ],
         "members": [{"name": m.name, "addr": m.addr, "states": dict(m.states)} for m in members],
+        "bgp_sessions": [
+            {
+                "node": b.node,
+                "peer": b.peer,
+                "address": b.address,
+                "vrf": b.vrf,
+                "state": b.state,
+                "established": b.established,
+                "prefixes_sent": b.prefixes_sent,
+                "bfd": b.bfd,
+            }
+            for r in reports
+            for b in r.bgp
+        ],
     }
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
@@ -296,11 +382,13 @@ def run_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
         out.write(render_table(reports, rows, members, time.time()))
     failed = any(r.error for r in reports)
     serious = any(set(r.problems) & SERIOUS for r in rows)
-    return 1 if failed or serious else 0
+    bgp_down = any(r.bgp_error or not all(b.established for b in r.bgp) for r in reports)
+    return 1 if failed or serious or bgp_down else 0
 
 
 __all__ = [
     "DEFAULT_SPEAKER",
+    "BgpSession",
     "Claim",
     "MergedMember",
     "MergedRow",

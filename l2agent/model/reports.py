@@ -1,7 +1,7 @@
 """What the speaker and the controller report about themselves, as values: ownership rows,
-member rows and pool usage. `l2agent.metrics` renders them as gauges and `l2agent.health`
-as /status; the pure parts that produce them (the ownership ledger, the controller's
-planner) need no metrics library to do so."""
+member rows, BGP sessions and pool usage. `l2agent.metrics` renders them as gauges and
+`l2agent.health` as /status; the pure parts that produce them (the ownership ledger, the
+controller's planner, the BGP session join) need no metrics library to do so."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ import enum
 import ipaddress
 from dataclasses import dataclass
 
-__all__ = ["IPLike", "MemberRow", "OwnershipChange", "OwnershipRow", "PoolUsage"]
+__all__ = [
+    "BgpReport",
+    "BgpSessionRow",
+    "IPLike",
+    "MemberRow",
+    "OwnershipChange",
+    "OwnershipRow",
+    "PoolUsage",
+]
 
 IPLike = ipaddress.IPv4Address | ipaddress.IPv6Address | str
 
@@ -65,3 +73,35 @@ class PoolUsage:
     total_v6: int
     in_use_v4: int
     in_use_v6: int
+
+
+@dataclass(frozen=True, slots=True)
+class BgpSessionRow:
+    """One BGP session of this node: what the plan asks for joined with what FRR reports.
+
+    ``peer`` is the BGPPeer's name ("" for a neighbor FRR has that no BGPPeer names);
+    ``state`` is FRR's ``bgpState`` (``Established``, ``Active``, ``Connect`` ...), "" when
+    FRR has no such neighbor (its configuration is not applied yet); ``bfd`` is the BFD
+    session's status (``up``, ``down`` ...; "" when FRR has none yet), None without BFD.
+    """
+
+    peer: str
+    address: str
+    vrf: str
+    state: str
+    prefixes_sent: int = 0
+    bfd: str | None = None
+    last_reset: str = ""
+
+    @property
+    def established(self) -> bool:
+        return self.state == "Established"
+
+
+@dataclass(frozen=True, slots=True)
+class BgpReport:
+    """This node's BGP sessions; ``error`` says why FRR's state could not be read (the rows
+    then hold the last reading)."""
+
+    sessions: tuple[BgpSessionRow, ...] = ()
+    error: str | None = None

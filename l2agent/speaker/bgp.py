@@ -26,7 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from l2agent.bgp.announcer import BgpAnnouncer, FrrApplier
 from l2agent.bgp.frr_config import FrrOptions
+from l2agent.bgp.frr_state import FrrState
 from l2agent.bgp.plan import BgpPlan
+from l2agent.bgp.sessions import bgp_report
+from l2agent.model.reports import BgpReport
 from l2agent.model.snapshot import ClusterState
 from l2agent.plan import InputSource
 
@@ -85,6 +88,13 @@ class BgpLink:
     @property
     def plan(self) -> BgpPlan | None:
         return self.announcer.plan
+
+    def report(self, state: FrrState) -> BgpReport | None:
+        """This node's sessions with FRR's ``state`` of them, for /status; None until the
+        node has had a BGP session (a layer-2-only speaker shows no BGP section)."""
+        if not self._engaged:
+            return None
+        return bgp_report(self.announcer.plan, state)
 
     def _planned(self, plan: BgpPlan) -> None:
         for listener in self.plan_listeners:
@@ -190,6 +200,7 @@ def attach_bgp(
             await asyncio.sleep(poller.interval)
 
     speaker.plan_listeners.append(link.plan_changed)
+    speaker.bgp_report = lambda: link.report(poller.state)
     speaker.on_leave.append(link.withdraw)
     speaker.background.append(poll_while_engaged)
     return link

@@ -33,6 +33,7 @@ from l2agent.interfaces.inventory import DEFAULT_EXCLUDE
 from l2agent.logs import NodeAdapter
 from l2agent.metrics import OwnershipChange, OwnershipRow, SpeakerMetrics
 from l2agent.model.problems import Cost, ObjectProblem, cost
+from l2agent.model.reports import BgpReport
 from l2agent.model.snapshot import BuildResult, ClusterState
 from l2agent.model.types import IPAddress
 from l2agent.plan import InputSource, Plan, plan
@@ -124,6 +125,8 @@ class Speaker:
         self.on_leave: list[Callable[[], Coroutine[Any, Any, None]]] = []
         """Awaited when the handover starts, beside the layer 2 drain; the speaker stops
         only when all have finished (BGP mode withdraws its prefixes here)."""
+        self.bgp_report: Callable[[], BgpReport | None] | None = None
+        """This node's BGP sessions for /status (BGP mode sets it)."""
         self._reported: frozenset[ObjectProblem] = frozenset()
         self._announce_failed: frozenset[IPAddress] = frozenset()
         self._leaving = False
@@ -260,7 +263,12 @@ class Speaker:
                 port=port,
                 ready=self.ready,
                 live=self.stuck,
-                status=speaker_status(self.options.node, self.ownership_rows, self.membership.rows),
+                status=speaker_status(
+                    self.options.node,
+                    self.ownership_rows,
+                    self.membership.rows,
+                    lambda: self.bgp_report() if self.bgp_report is not None else None,
+                ),
             )
             await self._health.start()
         for sig in (signal.SIGTERM, signal.SIGINT):

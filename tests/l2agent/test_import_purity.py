@@ -54,6 +54,7 @@ CORE_MODULES = (
     "l2agent.ratelimit",
     "l2agent.bgp.frr_state",
     "l2agent.bgp.reload_outcome",
+    "l2agent.bgp.sessions",
 )
 
 

@@ -28,6 +28,7 @@ from l2agent.cli.status_view import (
 )
 from l2agent.health import HealthServer, speaker_status, status_document
 from l2agent.metrics import MemberRow, OwnershipRow
+from l2agent.model.reports import BgpReport, BgpSessionRow
 
 WEB = ipaddress.ip_address("192.0.2.10")
 DB = ipaddress.ip_address("192.0.2.20")
@@ -96,6 +97,8 @@ def test_member_states_per_viewer() -> None:
         {"node": "a", "ownership": [{"ip": "not-an-ip"}], "members": []},
         {"node": "a", "ownership": ["x"], "members": []},
         {"node": "a", "ownership": []},
+        {"node": "a", "ownership": [], "members": [], "bgp": {"sessions": [{"peer": "r"}]}},
+        {"node": "a", "ownership": [], "members": [], "bgp": []},
     ],
 )
 def test_malformed_status_is_an_error_not_a_crash(doc: Any) -> None:
@@ -141,6 +144,48 @@ def test_table_lists_owner_interfaces_since_and_flags() -> None:
     doc = json.loads(render_json(reports, rows, members))
     assert doc["ownership"][1]["problems"] == ["no_owner"]
     assert doc["speakers"][2]["error"] == "unreachable (refused)"
+
+
+def test_bgp_sessions_table_and_json() -> None:
+    up = BgpSessionRow("router-a", "192.0.2.1", "default", "Established", 2, "up")
+    down = BgpSessionRow("router-b", "192.0.2.2", "red", "Active", 0, None, "Hold Timer Expired")
+    docs = {
+        "node-a": status_document("node-a", [], [], BgpReport((up, down))),
+        "node-b": status_document("node-b", [], [], BgpReport((up,), error="vtysh: timeout")),
+        "node-c": status_document("node-c", [], []),  # layer 2 only: "bgp": null
+    }
+    assert docs["node-c"]["bgp"] is None
+    reports = [
+        parse_report(f"http://{n}/status", json.loads(json.dumps(d))) for n, d in docs.items()
+    ]
+    assert [len(r.bgp) for r in reports] == [2, 1, 0] and reports[1].bgp_error == "vtysh: timeout"
+    # a speaker from before BGP mode (no "bgp" key at all) still parses
+    old = {"node": "x", "ownership": [], "members": []}
+    assert parse_report("http://x/status", old).bgp == ()
+    rows, members = merge(reports)
+    lines = render_table(reports, rows, members, now=T0).splitlines()
+    assert "speaker node-b: FRR: vtysh: timeout" in lines
+    start = next(i for i, line in enumerate(lines) if line.startswith("NODE"))
+    assert [line.split() for line in lines[start + 1 : start + 4]] == [
+        ["node-a", "router-a", "192.0.2.1", "default", "Established", "2", "up"],
+        ["node-a", "router-b", "192.0.2.2", "red", "Active", "0", "-"],
+        ["node-b", "router-a", "192.0.2.1", "default", "Established", "2", "up"],
+    ]
+    doc = json.loads(render_json(reports, rows, members))
+    assert doc["bgp_sessions"][1] == {
+        "node": "node-a",
+        "peer": "router-b",
+        "address": "192.0.2.2",
+        "vrf": "red",
+        "state": "Active",
+        "established": False,
+        "prefixes_sent": 0,
+        "bfd": None,
+    }
+    assert [s["bgp_error"] for s in doc["speakers"]] == [None, "vtysh: timeout", None]
+    # no speaker in BGP mode: no BGP table at all
+    l2_only = [reports[2]]
+    assert "NODE" not in render_table(l2_only, *merge(l2_only), now=T0)
 
 
 # The whole command against real endpoints.
