@@ -7,14 +7,17 @@
 Two dashboards come out:
 
 - ``l2agent-dashboard.json``: who owns which service IP, when ownership moved, how long
-  failovers took, gossip health, ARP/NDP traffic, pool utilisation and config state.
+  failovers took, gossip health, ARP/NDP traffic, BGP mode (sessions per node and peer,
+  announced prefixes, UPDATEs, BFD state and flaps, FRR reload outcomes), pool utilisation
+  and config state.
 - ``metallb-dashboard.json``: the seed guide's "MetalLB Load Balancer Monitoring" dashboard,
   adapted so every panel returns data against l2agent (and MetalLB) metrics:
   ``metallb_ip_addresses_in_use_total / metallb_ip_addresses_total`` (names MetalLB never
   exported) became ``metallb_allocator_addresses_in_use_total / metallb_allocator_addresses_total``;
   ``metallb_allocator_addresses_in_use`` became ``metallb_allocator_addresses_in_use_total``;
-  the "BGP Session Status" panel (l2agent has no BGP) became "Layer 2 Announcements" on
-  ``metallb_speaker_announced``; the deprecated ``graph`` panel type became ``timeseries``; and
+  "BGP Session Status" reads ``metallb_bgp_session_up`` as the guide wrote it (l2agent's
+  speakers export it from FRR), and "Layer 2 Announcements" on ``metallb_speaker_announced``
+  joins it for layer 2 mode; the deprecated ``graph`` panel type became ``timeseries``; and
   the file holds the bare dashboard (for provisioning) instead of the HTTP API's
   ``{"dashboard": ...}`` wrapper.
 
@@ -371,6 +374,111 @@ def l2agent_dashboard() -> dict[str, Any]:
             width=12,
             description="Another MAC answered for a service IP we own.",
         ),
+        Row("BGP"),
+        Panel(
+            "BGP sessions",
+            "state-timeline",
+            (
+                Target(
+                    "max by (instance, peer, vrf) (metallb_bgp_session_up)",
+                    legend="{{instance}} to {{peer}} ({{vrf}})",
+                ),
+            ),
+            width=16,
+            description="Per speaker and peer: 1 while FRR's session is Established.",
+            options={"showValue": "never", "mergeValues": True},
+        ),
+        Panel(
+            "BGP sessions down",
+            "stat",
+            (Target("count(metallb_bgp_session_up == 0) or vector(0)", instant=True),),
+            width=4,
+        ),
+        Panel(
+            "BFD sessions down",
+            "stat",
+            (Target("count(metallb_bfd_session_up == 0) or vector(0)", instant=True),),
+            width=4,
+        ),
+        Panel(
+            "Announced prefixes",
+            "timeseries",
+            (
+                Target(
+                    "max by (instance, peer) (metallb_bgp_announced_prefixes_total)",
+                    legend="{{instance}} to {{peer}}",
+                ),
+            ),
+            width=8,
+            description="Prefixes each speaker's FRR advertises to each peer right now.",
+        ),
+        Panel(
+            "BGP UPDATE messages",
+            "timeseries",
+            (
+                Target(
+                    f"sum by (instance, peer) (rate(metallb_bgp_updates_total[{RATE}]))",
+                    legend="{{instance}} to {{peer}} sent",
+                ),
+                Target(
+                    f"sum by (instance, peer) (rate(metallb_bgp_updates_total_received[{RATE}]))",
+                    legend="{{instance}} from {{peer}} received",
+                ),
+            ),
+            width=8,
+            unit="ops",
+        ),
+        Panel(
+            "BFD sessions",
+            "state-timeline",
+            (
+                Target(
+                    "max by (instance, peer) (metallb_bfd_session_up)",
+                    legend="{{instance}} to {{peer}}",
+                ),
+            ),
+            width=8,
+            options={"showValue": "never", "mergeValues": True},
+        ),
+        Panel(
+            "BFD flaps",
+            "timeseries",
+            (
+                Target(
+                    f"sum by (instance, peer) (increase(metallb_bfd_session_down_events[{RATE}]))",
+                    legend="{{instance}} to {{peer}}",
+                ),
+            ),
+            width=8,
+            description="BFD session-down events: each took that node's path away at once.",
+        ),
+        Panel(
+            "FRR reloads by result",
+            "timeseries",
+            (
+                Target(
+                    f"sum by (result) (increase(l2agent_frr_reloads_total[{RATE}]))",
+                    legend="{{result}}",
+                ),
+            ),
+            width=8,
+            description="applied, applied_after_reset and applied_in_steps are fine; invalid, "
+            "failed, unavailable, timeout and crashed leave FRR on an older configuration.",
+        ),
+        Panel(
+            "FRR config stale",
+            "table",
+            (
+                Target(
+                    "max by (instance) (l2agent_frr_config_stale)",
+                    instant=True,
+                    table=True,
+                ),
+            ),
+            width=8,
+            description="1 = FRR does not run the newest configuration the speaker rendered.",
+            options={"showHeader": True},
+        ),
         Row("Pools and configuration"),
         Panel(
             "Pool utilisation",
@@ -453,6 +561,11 @@ def metallb_dashboard() -> dict[str, Any]:
             (Target(f'up{{job="metallb-speaker", {ns}}}', legend="Speaker Instances"),),
         ),
         Panel(
+            "BGP Session Status",
+            "timeseries",
+            (Target(f"metallb_bgp_session_up{{{ns}}}", legend="{{peer}} - {{instance}}"),),
+        ),
+        Panel(
             "Layer 2 Announcements",
             "timeseries",
             (
@@ -461,7 +574,7 @@ def metallb_dashboard() -> dict[str, Any]:
                     legend="{{node}}",
                 ),
             ),
-            description="Replaces the guide's BGP Session Status panel: l2agent has no BGP.",
+            description="Not in the guide: layer 2 mode's counterpart of BGP Session Status.",
         ),
         Panel(
             "IP Pool Utilization",

@@ -26,8 +26,11 @@ import yaml
 from helpers.prometheus_server import PROMETHEUS, PrometheusServer, wait_until
 from prometheus_client import CollectorRegistry
 
+from l2agent.bgp.frr_state import BfdPeer, BgpSession, FrrState
+from l2agent.bgp.reload_outcome import ReloadOutcome, ReloadResult
 from l2agent.health import HealthServer, speaker_status
 from l2agent.metrics import (
+    BgpMetrics,
     ControllerMetrics,
     MemberRow,
     OwnershipChange,
@@ -98,6 +101,23 @@ def test_dashboard_shape(name: str) -> None:
     assert "$" not in "".join(q[2] for q in _panel_queries() if q[0] == name)
 
 
+def test_bgp_row_has_the_required_views() -> None:
+    titles = [p["title"] for p in _dashboards()["l2agent-dashboard.json"]["panels"]]
+    bgp = titles[titles.index("BGP") :]
+    for wanted in (
+        "BGP sessions",
+        "Announced prefixes",
+        "BGP UPDATE messages",
+        "BFD sessions",
+        "BFD flaps",
+        "FRR reloads by result",
+    ):
+        assert wanted in bgp
+    assert "BGP Session Status" in {
+        p["title"] for p in _dashboards()["metallb-dashboard.json"]["panels"]
+    }
+
+
 def test_ownership_dashboard_has_the_required_views() -> None:
     titles = {p["title"] for p in _dashboards()["l2agent-dashboard.json"]["panels"]}
     for wanted in (
@@ -124,6 +144,7 @@ class _Endpoints:
         self.ports: dict[str, int] = {}
         self._bump: asyncio.Task[None] | None = None
         self.speakers: dict[str, SpeakerMetrics] = {}
+        self.step = 0
 
     def start(self) -> None:
         self.thread.start()
@@ -172,6 +193,8 @@ class _Endpoints:
             m.suspicion_refuted()
             m.conflict_detected(WEB, bytes.fromhex("020000000099"))
             self.speakers[node] = m
+            bgp = BgpMetrics(registry, frr_state=lambda node=node: self._frr_state(node))
+            bgp.reload_finished(ReloadOutcome(ReloadResult.APPLIED, 1, 0.4))
             status = speaker_status(node, rows.copy, members.copy)
             await self._serve(node, registry, status)
         registry = CollectorRegistry()
@@ -179,6 +202,44 @@ class _Endpoints:
         controller.config_reloaded()
         await self._serve("controller", registry, None)
         self._bump = asyncio.create_task(self._keep_counting())
+
+    def _frr_state(self, node: str) -> FrrState:
+        """What FRR would report: node-a's session to router1 is up (UPDATEs and BFD
+        session-down events counting), node-b's to router2 is down, its BFD too."""
+        up = node == "node-a"
+        address = "192.0.2.1" if up else "192.0.2.2"
+        session = BgpSession(
+            address=address,
+            port=179,
+            vrf="default",
+            state="Established" if up else "Active",
+            prefixes_sent=2 if up else 0,
+            updates_sent=10 + self.step if up else 0,
+            updates_received=3,
+            opens_sent=1,
+            opens_received=1,
+            notifications_sent=0,
+            keepalives_sent=self.step,
+            keepalives_received=self.step,
+            route_refresh_sent=0,
+            total_sent=11 + 2 * self.step,
+            total_received=4 + self.step,
+            established_count=1,
+            dropped_count=0,
+        )
+        bfd = BfdPeer(
+            peer=address,
+            local="",
+            vrf="default",
+            interface="",
+            status="up" if up else "down",
+            multihop=False,
+            receive_interval_ms=300,
+            transmit_interval_ms=300,
+            detect_multiplier=3,
+            session_down_events=self.step // 5,
+        )
+        return FrrState(sessions=(session,), bfd_peers=(bfd,))
 
     async def _serve(self, name: str, registry: CollectorRegistry, status: Any) -> None:
         server = HealthServer(registry, host="127.0.0.1", port=0, status=status)
@@ -188,9 +249,9 @@ class _Endpoints:
 
     async def _keep_counting(self) -> None:
         """Move the event counters so rates are not zero (what live traffic would do)."""
-        step = 0
         while True:
-            step += 1
+            self.step += 1
+            step = self.step
             for m in self.speakers.values():
                 for ip in (WEB, DB, V6):
                     m.request_received(ip)
@@ -274,3 +335,6 @@ def test_rules_load_and_evaluate_cleanly(prometheus: PrometheusServer) -> None:
     alerts = {a["labels"]["alertname"] for a in prometheus.api("/api/v1/alerts")["data"]["alerts"]}
     assert {"L2AgentGossipMemberFailed", "L2AgentAddressConflict"} <= alerts
     assert not alerts & {"L2AgentServiceIPNoOwner", "L2AgentServiceIPTwoOwners"}
+    # node-b's BGP and BFD sessions are down: the seed's BGP alert reads our metrics.
+    assert {"MetalLBBGPSessionDown", "L2AgentBFDSessionDown"} <= alerts
+    assert "L2AgentFRRConfigStale" not in alerts
