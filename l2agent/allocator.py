@@ -282,13 +282,18 @@ def allocate(
         if held is not None:
             book.add(svc.key, svc.ingress_ips, svc.ports, sharing_key(svc), backend_key(svc))
             results[svc.key] = Assignment(svc.ingress_ips, held.name, held=True)
-    for svc in services:
-        if svc.key in results:
-            continue
-        result = _allocate_one(state, book, svc, trust_status)
-        results[svc.key] = result
-        if isinstance(result, AllocationError):
-            log.info("allocation failed for %s: %s", svc.key, result.message)
+    # Every IP a Service may keep is booked before any Service is given a new one, so a
+    # Service whose IPs became invalid never takes the current IPs of one that keeps them.
+    for keep_only in (True, False):
+        for svc in services:
+            if svc.key in results:
+                continue
+            result = _allocate_one(state, book, svc, trust_status, keep_only=keep_only)
+            if result is None:
+                continue
+            results[svc.key] = result
+            if isinstance(result, AllocationError):
+                log.info("allocation failed for %s: %s", svc.key, result.message)
     in_use: dict[str, set[IPAddress]] = {}
     for result in results.values():
         if isinstance(result, Assignment) and result.pool is not None and not result.held:
@@ -300,8 +305,12 @@ def allocate(
 
 
 def _allocate_one(
-    state: ClusterState, book: _Book, svc: ServiceView, trust_status: bool
-) -> Assignment | AllocationError:
+    state: ClusterState, book: _Book, svc: ServiceView, trust_status: bool, *, keep_only: bool
+) -> Assignment | AllocationError | None:
+    """One Service's IPs. `keep_only`: only its current IPs, if still allowed (None: it
+    needs new ones, asked again in the second pass)."""
+    if keep_only and not svc.ingress_ips:
+        return None
     ports = svc.ports
     sharing, backend = sharing_key(svc), backend_key(svc)
     if trust_status and svc.ingress_ips:
@@ -338,6 +347,8 @@ def _allocate_one(
         kept = _keep_existing(state, book, req)
         if kept is not None:
             return kept
+        if keep_only:
+            return None
         log.info(
             "current IP for %s not allowed by config, will attempt for new IP assignment",
             svc.key,

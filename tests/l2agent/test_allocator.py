@@ -254,6 +254,21 @@ def test_invalid_status_reallocated_unless_trusted() -> None:
     assert trusted["default/s"] == Assignment((ip_address("192.0.2.9"),), None)
 
 
+def test_a_reallocated_service_never_takes_the_ips_another_keeps() -> None:
+    # "a-moved" sorts first and its IP is no longer in any pool: re-allocating it must not
+    # hand it 10.0.0.0, which "z-kept" holds and keeps (every kept IP is booked first).
+    objs = [pool("p", "10.0.0.0/31")]
+    alloc = allocate(
+        state(
+            *objs,
+            service("a-moved", ingress=["192.0.2.9"]),
+            service("z-kept", ingress=["10.0.0.0"]),
+        )
+    )
+    assert ips(alloc, "default/z-kept") == ["10.0.0.0"]
+    assert ips(alloc, "default/a-moved") == ["10.0.0.1"]
+
+
 def test_dual_stack_policies_from_one_pool() -> None:
     dual = pool("dual", "10.0.0.0/30", "2001:db8::/126")
     v4only = pool("v4only", "10.1.0.0/30")
