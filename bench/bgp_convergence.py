@@ -407,6 +407,25 @@ class SpeakerBench:
         for node in self.bench.bl.lab.node_names:
             self.sp.start(node)
         self.bench.converge()
+        self.settle()
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Every speaker has applied its first frr.conf (its reload counter says so)."""
+        for node in self.bench.bl.lab.node_names:
+            if not wait_until(lambda n=node: self._applied(n), timeout, interval=0.5):
+                raise TimeoutError(f"the speaker on {node} never applied frr.conf")
+
+    def _applied(self, node: str) -> bool:
+        text = self.sp.fetch(node, "/metrics") or ""
+        ok = ("applied", "applied_after_reset", "unchanged")
+        for line in text.splitlines():
+            if (
+                line.startswith("l2agent_frr_reloads_total{")
+                and any(f'result="{r}"' in line for r in ok)
+                and float(line.rsplit(" ", 1)[1]) >= 1
+            ):
+                return True
+        return False
 
     def sigterm(self, i: int) -> Trial:
         bench, sp = self.bench, self.sp
@@ -425,6 +444,7 @@ class SpeakerBench:
         sp.start_echo(victim)
         sp.start(victim)
         bench.converge()
+        self.settle()
         trial = bench._trial(gone, t0, probes, victim)
         trial.extra.update({"speaker_exit_s": exited - t0, "speaker_rc": rc})
         return trial
