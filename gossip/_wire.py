@@ -8,6 +8,7 @@ engine's random source (for nonces).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from gossip.codec import (
@@ -125,6 +126,16 @@ class Wire:
         self._random = rng.randbytes
         self.overhead = packet_overhead(self.options)
         """Bytes the label and encryption add to a packet (taken off the 1400 budget)."""
+
+    @property
+    def keyring(self) -> Keyring | None:
+        return self.options.keyring
+
+    def set_keyring(self, keyring: Keyring | None) -> None:
+        """Use `keyring` for every packet and stream from now on (streams already open
+        finish with the one they began with)."""
+        self.options = dataclasses.replace(self.options, keyring=keyring)
+        self.overhead = packet_overhead(self.options)
 
     def unwrap_packet(self, data: bytes, max_parts: int = MAX_PACKET_PARTS) -> SplitPayload:
         """The plain messages of a datagram, what was wrong with the rest of it, and what

@@ -434,6 +434,16 @@ class Engine(Probing):
         a = Alive(inc, me.name, me.addr, me.port, bytes(meta), me.vsn)
         self._apply(self.table.apply_alive(a, now, bootstrap=True), now)
 
+    @property
+    def keyring(self) -> Keyring | None:
+        return self._wire.keyring
+
+    def set_keyring(self, keyring: Keyring | None) -> None:
+        """Replace the keyring (memberlist's UseKey/InstallKey/RemoveKey in one step): the
+        primary seals everything sent from now on, every key opens what arrives. Streams
+        already open finish with the keyring they began with."""
+        self._wire.set_keyring(keyring)
+
     def set_pinned_targets(self, names: Iterable[str]) -> None:
         """Members probed every probe interval besides the round robin (extension)."""
         self._pinned = tuple(n for n in names if n != self._name)[:_MAX_PINNED]

@@ -139,6 +139,10 @@ class GossipRuntime:
         self.engine.set_meta(meta, self._loop.time())
         self._flush()
 
+    def set_keyring(self, keyring: Keyring | None) -> None:
+        """Encrypt with `keyring.primary` from now on and decrypt with any of its keys."""
+        self.engine.set_keyring(keyring)
+
     def send_user(self, addr: Address, data: bytes, reliable: bool = False) -> None:
         self.engine.send_user(addr, data, self._loop.time(), reliable=reliable)
         self._flush()

@@ -396,3 +396,57 @@ def test_refute_directly_sends_the_alive_to_every_live_member_at_once(direct: bo
     # Before any gossip tick: only the extension sends the refutation right away.
     sent_to = {p.addr for p in accused.packets_to_send()}
     assert sent_to == ({c.addrs[0], c.addrs[2]} if direct else set())
+
+
+def test_key_rotation_through_node_meta_never_splits_and_then_refuses_the_old_key() -> None:
+    """Three engines rotate K -> N as `gossip.rotation` orders it, each told of the new key
+    seconds apart, adverts carried in node meta: no probe fails, nothing is undecryptable,
+    and afterwards a fourth engine holding only K cannot join."""
+    from gossip.node_meta import NodeMeta, decode_meta, encode_meta
+    from gossip.rotation import KeyRotation
+
+    old, new = bytes(range(32)), bytes(range(1, 33))
+    c = EnginePair(4, keyrings=[Keyring.of(old)] * 4)
+    rotations = [KeyRotation(old, settle=2.0) for _ in range(3)]
+
+    def sync() -> None:
+        for i, rot in enumerate(rotations):
+            eng = c.engines[i]
+            adverts = {}
+            for m in eng.alive_members():
+                if m.name != eng.name:
+                    meta = decode_meta(m.meta)
+                    adverts[m.name] = meta.keys if isinstance(meta, NodeMeta) else None
+            rot.handle_members(adverts, c.now)
+            assert eng.keyring is not None
+            if rot.keys != eng.keyring.keys:
+                eng.set_keyring(Keyring(rot.keys))
+            meta_bytes = encode_meta(NodeMeta(keys=rot.advert))
+            if eng.local_member().meta != meta_bytes:
+                eng.set_meta(meta_bytes, c.now)
+        c.pump()
+
+    sync()
+    for i in range(1, 3):
+        c.engines[i].join([c.addrs[0]], c.now)
+        c.pump()
+    for at in (1.0, 4.0, 7.0):  # the Secret reaches the nodes 3 s apart
+        while c.now < at:
+            c.advance(0.1, step=0.05)
+            sync()
+        rotations[int(at) // 3].handle_file_key(new, c.now)
+        assert all(e.keyring is not None and e.keyring.primary == old for e in c.engines[:3])
+    for _ in range(150):
+        c.advance(0.1, step=0.05)
+        sync()
+    for i in range(3):
+        assert c.engines[i].keyring == Keyring((new,))
+        assert [m.state for m in c.engines[i].members()] == [NodeState.ALIVE] * 3
+        assert c.engines[i].counters.malformed.get(MalformedReason.DECRYPT_FAILED, 0) == 0
+        assert c.engines[i].counters.probe_failures == 0
+        assert not c.of(i, MemberSuspected)
+    c.engines[3].join([c.addrs[0]], c.now)
+    c.pump()
+    assert c.of(3, JoinFinished)[-1].succeeded == 0
+    assert c.engines[0].counters.malformed.get(MalformedReason.DECRYPT_FAILED, 0) >= 1
+    assert c.engines[0].member("n3") is None
