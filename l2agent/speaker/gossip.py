@@ -63,6 +63,7 @@ class GossipMembership:
         join: Sequence[Address] = (),
         *,
         keyring: Keyring | None = None,
+        meta: bytes = b"",
         alone_after: float = 3.0,
         rejoin_interval: float = 0.25,
     ) -> None:
@@ -70,6 +71,7 @@ class GossipMembership:
         self._join = tuple(join)
         """Join targets as given: (IP or host name, port)."""
         self._keyring = keyring
+        self._meta = meta
         self._counters: MembershipCounters | None = None
         self._alone_after = alone_after
         self._rejoin_interval = rejoin_interval
@@ -103,6 +105,25 @@ class GossipMembership:
         if self.runtime is not None:
             self.runtime.pin(names)
 
+    def member_metas(self) -> dict[str, bytes]:
+        """The node meta of every live member but us (what key rotation reads)."""
+        if self.runtime is None:
+            return {}
+        me = self.config.name
+        return {m.name: m.meta for m in self.runtime.members() if m.state in _LIVE and m.name != me}
+
+    def set_keyring(self, keyring: Keyring) -> None:
+        """Send with `keyring.primary` from now on, decrypt with any of its keys."""
+        self._keyring = keyring
+        if self.runtime is not None:
+            self.runtime.set_keyring(keyring)
+
+    def set_meta(self, meta: bytes) -> None:
+        """Advertise `meta` (gossiped to every member with our next alive notice)."""
+        self._meta = meta
+        if self.runtime is not None:
+            self.runtime.set_meta(meta)
+
     def set_peers(self, peers: Sequence[Address]) -> None:
         """Replace the join list (Kubernetes mode: the other Nodes' addresses). Until one of
         them answers (or `alone_after` passes) the speaker announces nothing."""
@@ -114,7 +135,9 @@ class GossipMembership:
     async def start(self, on_change: OnChange, counters: MembershipCounters) -> None:
         self._on_change = on_change
         self._counters = counters
-        self.runtime = await GossipRuntime.start(self.config, keyring=self._keyring)
+        self.runtime = await GossipRuntime.start(
+            self.config, keyring=self._keyring, meta=self._meta
+        )
         self._tasks.append(asyncio.create_task(self._events()))
         if self._join:
             await self._join_missing()
