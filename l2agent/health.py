@@ -123,10 +123,20 @@ def speaker_status(
     ownership: Callable[[], Iterable[OwnershipRow]],
     members: Callable[[], Iterable[MemberRow]],
     bgp: Callable[[], BgpReport | None] | None = None,
+    sections: Mapping[str, Callable[[], Any]] | None = None,
 ) -> StatusSource:
     """A /status source built from the same callables the metrics collector uses (``bgp``:
-    this node's BGP sessions, None for a speaker without BGP mode)."""
-    return lambda: status_document(node, ownership(), members(), bgp() if bgp is not None else None)
+    this node's BGP sessions, None for a speaker without BGP mode), plus optional named
+    sections (e.g. ``gossip_keys``), each built at request time."""
+    extra: Mapping[str, Callable[[], Any]] = sections if sections is not None else {}
+
+    def document() -> dict[str, Any]:
+        doc = status_document(node, ownership(), members(), bgp() if bgp is not None else None)
+        for name, section in extra.items():
+            doc[name] = section()
+        return doc
+
+    return document
 
 
 class HealthServer:

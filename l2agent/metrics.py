@@ -25,9 +25,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gossip.rotation import Phase
 from l2agent.bgp.frr_state import FrrState
 from l2agent.bgp.reload_outcome import ReloadOutcome, ReloadResult
 from l2agent.model.reports import (
+    GossipKeyReport,
     IPLike,
     MemberRow,
     OwnershipChange,
@@ -293,6 +295,88 @@ class _SpeakerStateCollector(Collector):
         yield from families.values()
 
 
+class _GossipKeyCollector(Collector):
+    """The gossip keys and their rotation, read from the speaker at each scrape."""
+
+    def __init__(self, report: Callable[[], GossipKeyReport], errors: Counter) -> None:
+        self._report = report
+        self._errors = errors
+
+    @staticmethod
+    def _gauges() -> dict[str, GaugeMetricFamily]:
+        return {
+            "installed": GaugeMetricFamily(
+                "l2agent_gossip_keys_installed",
+                "Gossip keys this node decrypts with (1 when no rotation is under way).",
+            ),
+            "info": GaugeMetricFamily(
+                "l2agent_gossip_key_info",
+                "1, labelled with the fingerprints of the key this node sends with (primary) "
+                "and of the key its secret file names (target).",
+                labels=["primary", "target"],
+            ),
+            "phase": GaugeMetricFamily(
+                "l2agent_gossip_key_rotation_phase",
+                "1 for the phase of the key rotation this node is in (steady, distributing, "
+                "switching, draining), 0 for the others.",
+                labels=["phase"],
+            ),
+            "waiting": GaugeMetricFamily(
+                "l2agent_gossip_key_rotation_waiting",
+                "1 for each member that holds the key rotation up, with the reason "
+                "(lacks_new_key: its Secret has not arrived; sends_old_key; no_fingerprints: "
+                "a MetalLB or older speaker).",
+                labels=["member", "reason"],
+            ),
+            "seconds": GaugeMetricFamily(
+                "l2agent_gossip_key_rotation_seconds",
+                "Seconds since the current key rotation began (0 when steady).",
+            ),
+        }
+
+    @staticmethod
+    def _counters() -> dict[str, CounterMetricFamily]:
+        return {
+            "file": CounterMetricFamily(
+                "l2agent_gossip_key_file_errors",
+                "Failed reads of the secret key file (the keys stay as they are).",
+                labels=["problem"],
+            ),
+            "meta": CounterMetricFamily(
+                "l2agent_gossip_meta_unreadable",
+                "Distinct member metas in l2agent's format that this node cannot read.",
+                labels=["problem"],
+            ),
+        }
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._gauges().values()
+        yield from self._counters().values()
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            report = self._report()
+        except Exception:
+            log.warning("metrics source gossip_keys failed during scrape", exc_info=True)
+            self._errors.labels(source="gossip_keys").inc()
+            return
+        gauges, counters = self._gauges(), self._counters()
+        status = report.status
+        gauges["installed"].add_metric([], status.installed)
+        gauges["info"].add_metric([status.primary.hex(), status.target.hex()], 1)
+        for value in Phase:
+            gauges["phase"].add_metric([value.value], 1 if value is status.phase else 0)
+        for w in status.waiting:
+            gauges["waiting"].add_metric([w.member, w.reason.value], 1)
+        gauges["seconds"].add_metric([], report.rotating_for)
+        for problem, count in report.file_errors.items():
+            counters["file"].add_metric([problem.value], count)
+        for meta_problem, count in report.unreadable_meta.items():
+            counters["meta"].add_metric([meta_problem.value], count)
+        yield from gauges.values()
+        yield from counters.values()
+
+
 class SpeakerMetrics(_ConfigMetrics):
     """Everything a speaker exports.
 
@@ -313,6 +397,7 @@ class SpeakerMetrics(_ConfigMetrics):
     ) -> None:
         super().__init__(registry)
         self.node = node
+        self._registry = registry
         self._l2 = _Layer2Counters()
         registry.register(self._l2)
         self._source_errors = Counter(
@@ -454,6 +539,10 @@ class SpeakerMetrics(_ConfigMetrics):
     def member_failed(self, name: str) -> None:
         """The gossip declared ``name`` dead (MemberFailed)."""
         self._member_failures.labels(member=name).inc()
+
+    def watch_gossip_keys(self, report: Callable[[], GossipKeyReport]) -> None:
+        """Export the gossip keys and their rotation, read through ``report`` at each scrape."""
+        self._registry.register(_GossipKeyCollector(report, self._source_errors))
 
 
 class _PoolCollector(Collector):

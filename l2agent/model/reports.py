@@ -1,18 +1,25 @@
 """What the speaker and the controller report about themselves, as values: ownership rows,
-member rows, BGP sessions and pool usage. `l2agent.metrics` renders them as gauges and
-`l2agent.health` as /status; the pure parts that produce them (the ownership ledger, the
-controller's planner, the BGP session join) need no metrics library to do so."""
+member rows, BGP sessions, pool usage and the gossip keys. `l2agent.metrics` renders them as
+gauges and `l2agent.health` as /status; the pure parts that produce them (the ownership
+ledger, the controller's planner, the BGP session join, the key rotation) need no metrics
+library to do so."""
 
 from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from gossip.node_meta import MetaProblem
+from gossip.rotation import RotationStatus
 
 __all__ = [
     "BgpReport",
     "BgpSessionRow",
+    "GossipKeyReport",
     "IPLike",
+    "KeyFileProblem",
     "MemberRow",
     "OwnershipChange",
     "OwnershipRow",
@@ -105,3 +112,23 @@ class BgpReport:
 
     sessions: tuple[BgpSessionRow, ...] = ()
     error: str | None = None
+
+
+class KeyFileProblem(enum.Enum):
+    """Why the secret key file could not be read (the metric label)."""
+
+    MISSING = "missing"  # the file (or its Secret volume) is gone
+    UNREADABLE = "unreadable"  # permissions, an I/O error
+
+
+@dataclass(frozen=True, slots=True)
+class GossipKeyReport:
+    """The speaker's gossip keys and their rotation, at the moment of asking."""
+
+    status: RotationStatus
+    rotating_for: float
+    """Seconds since the current rotation began; 0 when steady."""
+    file_errors: Mapping[KeyFileProblem, int]
+    """Failed reads of the secret key file since start, by problem (the keys stay as they are)."""
+    unreadable_meta: Mapping[MetaProblem, int]
+    """Distinct member metas seen that claim our format but cannot be read, by problem."""

@@ -22,10 +22,18 @@ from l2agent.plan import InputSource
 from l2agent.speaker.bgp import attach_bgp
 from l2agent.speaker.files import ConfigFiles
 from l2agent.speaker.gossip import GossipMembership
+from l2agent.speaker.keys import GossipKeys
 from l2agent.speaker.membership import Membership, StaticMembership
 from l2agent.speaker.run import Speaker, SpeakerOptions
 
-__all__ = ["build_membership", "metrics_address", "options_from", "raise_priority", "run_speaker"]
+__all__ = [
+    "build_gossip",
+    "build_membership",
+    "metrics_address",
+    "options_from",
+    "raise_priority",
+    "run_speaker",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +45,20 @@ def join_targets(values: list[str], port: int) -> list[Address]:
 
 def build_membership(args: argparse.Namespace, node: str) -> Membership | GossipMembership:
     """Static members (the Node objects) without --bind-addr; gossip with it. Raises the
-    gossip package's `LocalError` for an address or a `--gossip-set` that does not parse."""
+    gossip package's `LocalError` for an address or a `--gossip-set` that does not parse,
+    OSError for a key file that cannot be read."""
+    return build_gossip(args, node)[0]
+
+
+def build_gossip(
+    args: argparse.Namespace, node: str
+) -> tuple[Membership | GossipMembership, GossipKeys | None]:
+    """`build_membership`, and the gossip keys when a --secret-key-file is given (watched
+    once attached: a changed secret rotates the key without a split)."""
     if not args.bind_addr:
-        return StaticMembership()
+        return StaticMembership(), None
     from gossip import config as presets
-    from gossip.keyring import Keyring, metallb_key
+    from gossip.rotation import rotation_settle
 
     bind_ip, bind_port = parse_address(args.bind_addr, args.gossip_port)
     adv_ip, adv_port = (
@@ -53,10 +70,11 @@ def build_membership(args: argparse.Namespace, node: str) -> Membership | Gossip
         node, bind_addr=bind_ip, bind_port=bind_port, advertise_addr=adv_ip, advertise_port=adv_port
     )
     config = presets.with_settings(config, args.gossip_set)
-    keyring = None
-    if args.secret_key_file:
-        keyring = Keyring((metallb_key(Path(args.secret_key_file).read_bytes()),))
-    return GossipMembership(config, join_targets(args.join, bind_port), keyring=keyring)
+    join = join_targets(args.join, bind_port)
+    if not args.secret_key_file:
+        return GossipMembership(config, join), None
+    keys = GossipKeys(Path(args.secret_key_file), settle=rotation_settle(config))
+    return GossipMembership(config, join, keyring=keys.keyring(), meta=keys.meta()), keys
 
 
 def metrics_address(args: argparse.Namespace) -> str | None:
@@ -138,7 +156,7 @@ def run_speaker(args: argparse.Namespace) -> int:
     if not args.config and not args.kubeconfig:
         return _usage_error("give --config FILE|DIR (static) or --kubeconfig")
     try:
-        membership = build_membership(args, args.node_name)
+        membership, keys = build_gossip(args, args.node_name)
         options = options_from(args)
     except (GossipLocalError, OSError) as exc:  # bad address, setting, or key file
         return _usage_error(str(exc))
@@ -152,6 +170,11 @@ def run_speaker(args: argparse.Namespace) -> int:
             run_dir=Path(args.frr_run_dir),
             drain=args.bgp_drain,
         )
+        if keys is not None and isinstance(membership, GossipMembership):
+            keys.attach(membership)
+            speaker.background.append(keys.watch)
+            speaker.status_sections["gossip_keys"] = keys.status_document
+            speaker.metrics.watch_gossip_keys(keys.report)
         if args.config and not _attach_files(speaker, args.config, speaker.metrics):
             return 2
         if args.kubeconfig:

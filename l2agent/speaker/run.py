@@ -120,6 +120,8 @@ class Speaker:
         """Called on SIGHUP (re-read the configuration files)."""
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         """Tasks to run while serving (e.g. watch the configuration files)."""
+        self.status_sections: dict[str, Callable[[], Any]] = {}
+        """More /status sections by name, built at request time (e.g. ``gossip_keys``)."""
         self.on_shutdown: list[Callable[[], None]] = []
         """Called once the speaker has stopped answering (e.g. stop the watches)."""
         self.on_leave: list[Callable[[], Coroutine[Any, Any, None]]] = []
@@ -268,6 +270,7 @@ class Speaker:
                     self.ownership_rows,
                     self.membership.rows,
                     lambda: self.bgp_report() if self.bgp_report is not None else None,
+                    self.status_sections,
                 ),
             )
             await self._health.start()

@@ -65,3 +65,18 @@ def test_unreadable_config_on_start_exits_2(tmp_path: Path) -> None:
 
 def test_default_gossip_port() -> None:
     assert _args().gossip_port == GOSSIP_PORT  # type: ignore[attr-defined]
+
+
+def test_a_secret_key_file_gives_watched_keys_and_their_advert(tmp_path: Path) -> None:
+    from gossip.keyring import Keyring, metallb_key
+    from l2agent.speaker.main import build_gossip
+
+    secret = tmp_path / "secretkey"
+    secret.write_bytes(b"0123456789abcdef0123456789abcdef")
+    args = _args("--bind-addr", "192.0.2.11", "--secret-key-file", str(secret))
+    membership, keys = build_gossip(args, "node1")  # type: ignore[arg-type]
+    assert isinstance(membership, GossipMembership) and keys is not None
+    assert keys.keyring() == Keyring((metallb_key(secret.read_bytes()),))
+    assert keys.rotation.settle == 2.0  # the fast preset: twice its 1 s stream timeout
+    assert membership._keyring == keys.keyring()
+    assert membership._meta == keys.meta()
