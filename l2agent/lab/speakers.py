@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,7 +32,9 @@ class LabSpeakers:
     are the config's Node objects). ``wrapper``: a command the speaker runs under (the
     benchmarks' ``setpriv`` giving it exactly the DaemonSet's capabilities). ``frr_dir``:
     BGP mode, the node's FRR directory (config and vty sockets, ``LabFrr.dir``) passed as
-    ``--frr-config-dir``/``--frr-run-dir``. Logs go to ``workdir/<node>.log``.
+    ``--frr-config-dir``/``--frr-run-dir``. ``secret_key_files``: each node's
+    ``--secret-key-file`` (the gossip is encrypted; a node missing from it gets none). Logs
+    go to ``workdir/<node>.log``.
     """
 
     def __init__(
@@ -45,9 +47,11 @@ class LabSpeakers:
         gossip: bool = True,
         wrapper: Sequence[str] = (),
         frr_dir: Callable[[str], Path] | None = None,
+        secret_key_files: Mapping[str, Path] | None = None,
     ) -> None:
         self.lab = lab
         self.frr_dir = frr_dir
+        self.secret_key_files = dict(secret_key_files or {})
         self.config = config
         self.extra = tuple(extra)
         self.wrapper = tuple(wrapper)
@@ -75,6 +79,8 @@ class LabSpeakers:
         if not self.gossip:  # static mode: members are the Node objects of the config
             return argv + list(self.extra)
         argv += ["--bind-addr", f"{me}:{GOSSIP_PORT}"]
+        if node in self.secret_key_files:
+            argv += ["--secret-key-file", str(self.secret_key_files[node])]
         for other in self.lab.node_names:
             if other != node:
                 argv += ["--join", f"{self.address(other)}:{GOSSIP_PORT}"]
