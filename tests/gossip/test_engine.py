@@ -29,11 +29,14 @@ from gossip.events import (
     ProbeAcked,
     ProtocolViolation,
     Refuted,
+    UndecryptableTraffic,
     UserMessage,
     ViolationsSuppressed,
 )
 from gossip.keyring import Keyring
 from gossip.messages import NodeState, Ping, Suspect
+from gossip.node_meta import NodeMeta, decode_meta, encode_meta
+from gossip.rotation import KeyRotation
 
 
 def test_join_exchanges_state_both_ways() -> None:
@@ -402,9 +405,6 @@ def test_key_rotation_through_node_meta_never_splits_and_then_refuses_the_old_ke
     """Three engines rotate K -> N as `gossip.rotation` orders it, each told of the new key
     seconds apart, adverts carried in node meta: no probe fails, nothing is undecryptable,
     and afterwards a fourth engine holding only K cannot join."""
-    from gossip.node_meta import NodeMeta, decode_meta, encode_meta
-    from gossip.rotation import KeyRotation
-
     old, new = bytes(range(32)), bytes(range(1, 33))
     c = EnginePair(4, keyrings=[Keyring.of(old)] * 4)
     rotations = [KeyRotation(old, settle=2.0) for _ in range(3)]
@@ -445,8 +445,10 @@ def test_key_rotation_through_node_meta_never_splits_and_then_refuses_the_old_ke
         assert c.engines[i].counters.malformed.get(MalformedReason.DECRYPT_FAILED, 0) == 0
         assert c.engines[i].counters.probe_failures == 0
         assert not c.of(i, MemberSuspected)
+        assert not c.of(i, UndecryptableTraffic)  # what issue 11's "wrong key" check reads
     c.engines[3].join([c.addrs[0]], c.now)
     c.pump()
     assert c.of(3, JoinFinished)[-1].succeeded == 0
+    assert [e.src_ip for e in c.of(0, UndecryptableTraffic)] == [c.addrs[3][0]]
     assert c.engines[0].counters.malformed.get(MalformedReason.DECRYPT_FAILED, 0) >= 1
     assert c.engines[0].member("n3") is None
