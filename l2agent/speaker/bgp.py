@@ -171,6 +171,7 @@ def attach_bgp(
     poller = FrrStatePoller(run_dir, config_dir=config_dir)
     metrics = BgpMetrics(speaker.registry, frr_state=lambda: poller.state)
     reloader = FrrReloader(config_dir, run_dir, on_outcome=metrics.reload_finished)
+    poller.on_state = reloader.check  # an FRR that restarted empty gets its text back
 
     async def prefixes_sent() -> int | None:
         """A fresh reading (the shared poller caches for its interval)."""

@@ -109,7 +109,9 @@ def raise_priority(priority: int) -> None:
     if priority <= 0:
         return
     try:
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
+        # SCHED_RESET_ON_FORK: children (frr-reload.py, vtysh) start as normal processes,
+        # so a reload can never starve FRR's own daemons (bfdd) of the CPU.
+        os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
     except (OSError, AttributeError) as exc:
         if _has_sys_nice():
             why = (

@@ -3,6 +3,7 @@ parsed once, and what does not parse is refused with a clear message (exit statu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,27 @@ def test_a_secret_key_file_gives_watched_keys_and_their_advert(tmp_path: Path) -
     assert keys.rotation.settle == 2.0  # the fast preset: twice its 1 s stream timeout
     assert membership._keyring == keys.keyring()
     assert membership._meta == keys.meta()
+
+
+def test_realtime_priority_is_not_inherited_by_children() -> None:
+    """frr-reload.py and vtysh run as children of the speaker: at SCHED_RR they starved FRR's
+    bfdd on every reload (50 ms BFD sessions flapped). The kernel resets them on fork."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, subprocess, sys\n"
+        "from l2agent.speaker.main import raise_priority\n"
+        "raise_priority(10)\n"
+        "me = os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK\n"
+        "child = subprocess.run([sys.executable, '-c', "
+        "'import os; print(os.sched_getscheduler(0))'], capture_output=True, text=True)\n"
+        "print(me, child.stdout.strip())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=30
+    )
+    parent, child = (int(w) for w in out.stdout.split())
+    if parent != os.SCHED_RR:
+        pytest.skip(f"cannot take SCHED_RR here (policy {parent}): {out.stderr.strip()}")
+    assert child == os.SCHED_OTHER
