@@ -60,7 +60,7 @@ class FrrStatePoller:
         interval: float = 5.0,
         timeout: float = 5.0,
         vtysh: str = "vtysh",
-        on_state: Callable[[FrrState], None] | None = None,
+        on_state: Callable[[FrrState], object] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.config_dir = Path(config_dir) if config_dir is not None else None
