@@ -74,6 +74,7 @@ from gossip.messages import (
 from gossip.probe import ProbePhase, ProbeTracker
 from gossip.probing import COMPOUND_OVERHEAD, DATAGRAM_OVERHEAD, Probing
 from gossip.push_pull import JoinBatches, MergeJob, MergeQueue, local_push_pull
+from gossip.refutation import DirectRefutations
 from gossip.scaling import k_random_members, push_pull_scale
 from gossip.stream_parser import STATE_COST
 from gossip.streams import StreamKind, StreamState, StreamTable
@@ -164,7 +165,7 @@ class Engine(Probing):
         self._asked: float | None = None
         self._held: dict[DropReason, tuple[int, str]] | None = None
         self._stall_after = max(config.probe_timeout, 0.05)
-        self._next_direct_refute = now
+        self._refutations = DirectRefutations(now)
         # Stagger the periodic tasks, as memberlist does, so members do not tick together.
         self._next_probe = now + rng.random() * config.probe_interval
         self._next_gossip = now + rng.random() * config.gossip_interval
@@ -215,6 +216,7 @@ class Engine(Probing):
             self.table.next_suspicion_deadline(),
             self._streams.next_deadline(),
             self._violations.next_deadline(),
+            self._refutations.next_deadline(),
         ):
             if t is not None:
                 times.append(t)
@@ -273,6 +275,9 @@ class Engine(Probing):
             self._advance_probe(probe, now)
         for dead in self.table.expire_suspicions(now):
             self._apply(self.table.apply_dead(dead, now), now)
+        held = self._refutations.due(now, self._refute_window())
+        if held is not None:
+            self._send_refutation(held)
         if now >= self._next_probe:
             self._next_probe = max(self._next_probe + self.config.probe_interval, now)
             if self._next_probe <= now:
@@ -529,8 +534,10 @@ class Engine(Probing):
             self.counters.refutations += 1
             self.awareness.apply_delta(1)
             self._events.append(Refuted(self.table.local.incarnation, now))
-            if self.config.refute_directly and change.rebroadcast is not None:
-                self._refute_directly(change.rebroadcast, now)
+            if self.config.refute_directly and isinstance(change.rebroadcast, Alive):
+                alive = self._refutations.offer(change.rebroadcast, now, self._refute_window())
+                if alive is not None:
+                    self._send_refutation(alive)
         elif kind is ChangeKind.CONFLICT:
             self._drop(DropReason.ADDRESS_CONFLICT, entry.name if entry else "", src, now)
         elif kind is ChangeKind.BAD_VSN:
@@ -553,16 +560,17 @@ class Engine(Probing):
                 self._events.append(MemberSuspected(entry.snapshot(), change.by, now))
             self._maybe_dead_early(entry, now)
 
-    def _refute_directly(self, alive: Message, now: float) -> None:
-        """Extension: send the refutation straight to every live member, at most once per
-        (health-scaled) probe interval; in between, gossip carries the newest one."""
-        if now < self._next_direct_refute:
-            return
-        self._next_direct_refute = now + self.awareness.scale_timeout(self.config.probe_interval)
+    def _refute_window(self) -> float:
+        return self.awareness.scale_timeout(self.config.probe_interval)
+
+    def _send_refutation(self, alive: Alive) -> None:
+        """Extension (`refute_directly`): our refutation straight to every live member, in
+        all `probe_copies` (it is the one message whose loss turns a suspicion into a false
+        death; `gossip.refutation` bounds how often)."""
         data = self._encode_gossip(alive)
         for e in self.table.nodes:
             if e.name != self._name and e.state in (NodeState.ALIVE, NodeState.SUSPECT):
-                for _ in range(self._copies):
+                for _ in range(self.config.probe_copies):
                     self._send(e.address, [data], e)
 
     def _maybe_dead_early(self, entry: NodeEntry, now: float) -> None:

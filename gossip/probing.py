@@ -3,9 +3,11 @@
 Our probes: ping the next target directly; without an ack by `probe_timeout` ask relays
 (indirect pings, nacks wanted) and try a TCP ping; suspect the target when nothing acked by
 the end of the health-scaled probe interval. Lifeguard's local health (`awareness`) rises
-when *we* are the slow one (missing nacks, refutations, our own timers running late) and
-then slows our probing and trims its extra copies, so an overloaded member does less
-recovery work, not more.
+when *we* may be the slow one (missing nacks, refutations, our own timers running late) and
+then slows our probing, so an overloaded member does less recovery work, not more. It does
+not trim `probe_copies`: packet loss raises the score as much as our own slowness does
+(every failed probe counts), so copies trimmed on it vanished exactly when the loss they
+exist for set in (the 10 %-loss soak's false deaths).
 
 Others' probes: ack a ping, relay an indirect ping to a target we know at that address.
 Every answer is charged to the asker's reply credit (`admission.SourceBudgets`): acks go
@@ -92,12 +94,6 @@ class Probing:
 
     # ================================================================== our probes
 
-    @property
-    def _copies(self) -> int:
-        """Copies of each ping: all of `probe_copies` while healthy, one while we are the
-        slow member (extra copies would only add to our own overload)."""
-        return self.config.probe_copies if self.awareness.score == 0 else 1
-
     def _probe_round(self, now: float) -> None:
         if self._tracker.regular_in_flight():
             # memberlist's ticker keeps one tick while a probe runs: probe again when it ends
@@ -129,12 +125,12 @@ class Probing:
         ping = encode_message(Ping(probe.seq, target.name, self._addr, self._name, self._port))
         if target.state is NodeState.ALIVE:
             self._send_piggyback(target.address, ping)
-            for _ in range(self._copies - 1):
+            for _ in range(self.config.probe_copies - 1):
                 self._send(target.address, [ping], target)
         else:
             # Tell a suspect it is suspected so it can refute at once (Lifeguard buddy system).
             sus = encode_message(Suspect(target.incarnation, target.name, self._name))
-            for _ in range(self._copies):
+            for _ in range(self.config.probe_copies):
                 self._send(target.address, [ping, sus], target)
 
     def _advance_probe(self, probe: Probe, now: float) -> None:
@@ -187,7 +183,7 @@ class Probing:
             )
             data = encode_message(req)
             self._send_piggyback(relay.address, data)
-            for _ in range(self._copies - 1):
+            for _ in range(self.config.probe_copies - 1):
                 self._send(relay.address, [data], relay)
         if not self.config.disable_tcp_pings and target.pmax >= 3:
             ping = Ping(probe.seq, target.name, self._addr, self._name, self._port)

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from gossip._lzw import lzw_compress
 from gossip.actions import Address
+from gossip.codec import decode_message
 from gossip.config import fast, lan
 from gossip.engine import Engine
 from gossip.errors import MalformedReason
@@ -31,9 +32,10 @@ from gossip.events import (
     UndecryptableTraffic,
     ViolationsSuppressed,
 )
+from gossip.framing import strip_crc
 from gossip.keyring import Keyring
 from gossip.members import MemberTable, SuspicionParams
-from gossip.messages import NodeState
+from gossip.messages import Alive, NodeState
 
 ATTACKER: Address = ("198.51.100.66", 7946)
 VICTIM: Address = ("203.0.113.9", 9999)
@@ -343,21 +345,37 @@ def test_a_stalled_member_blames_itself_not_its_peers(reads_first: bool) -> None
     assert c.state(0, "n1") is NodeState.ALIVE
 
 
-def test_an_unhealthy_member_sends_single_copies_and_rate_limits_direct_refutations() -> None:
-    c = EnginePair(3, make=fast)
+def test_a_stream_of_accusations_costs_one_direct_refutation_burst_per_window() -> None:
+    """Each accusation at our incarnation makes a refutation; sent straight to every member
+    in all copies each time, a stream of them would multiply our sends. One burst per
+    window goes out, the newest refutation held in between (tests/gossip/test_refutation.py
+    and test_loss_defenses.py pin the rest)."""
+    c = EnginePair(3, make=fast, gossip_nodes=0)
     c.join_all()
     eng = c.engines[1]
-    eng.awareness.apply_delta(1)
-    c.sent.clear()
-    for _k in range(5):
+    eng.packets_to_send()
+    t0 = c.now
+    for k in range(50):
         inc = eng.local_member().incarnation
-        eng.handle_packet(
-            _msg(3, {"Incarnation": inc, "Node": "n1", "From": "n0"}), c.addrs[0], c.now
-        )
-    c.pump()
-    direct = [d for (s, _, d) in c.sent if s == 1 and d[:1] == b"\x04"]
-    assert eng.counters.refutations == 5
-    assert len(direct) <= 2  # one direct refutation to each peer, single copy, then gossip
+        body = {"Incarnation": inc, "Node": "n1", "From": "n0"}
+        eng.handle_packet(_msg(3, body), c.addrs[0], t0 + k * 0.0001)
+    assert eng.counters.refutations == 50
+
+    def lone_alives(packets: list[Any]) -> list[int]:
+        out = []
+        for p in packets:
+            data = strip_crc(p.data)
+            if data[:1] == b"\x04":
+                msg = decode_message(data)
+                assert isinstance(msg, Alive)
+                out.append(msg.incarnation)
+        return out
+
+    first = lone_alives(eng.packets_to_send())
+    assert len(first) == 2 * eng.config.probe_copies  # one burst: every copy to each peer
+    eng.tick(t0 + 1.0)
+    held = lone_alives(eng.packets_to_send())
+    assert held == [eng.local_member().incarnation] * (2 * eng.config.probe_copies)
 
 
 # ---------------------------------------------------------------------------- fuzz
