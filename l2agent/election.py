@@ -6,7 +6,10 @@ if it ranks itself first (MetalLB `speaker/layer2_controller.go`, `ShouldAnnounc
 1. no serving endpoint anywhere -> nobody announces;
 2. applicable advertisements: the pool's ads whose serviceSelectors match the service;
 3. a shared IP (allow-shared-ip) with a service-selecting ad -> nobody (MetalLB refuses);
-4. candidates: live members, minus nodes outside every applicable ad's node set, minus
+4. candidates: live members that are Node objects (a member without one, e.g. a peer that
+   joined the gossip but is no Node of the cluster, is never elected: MetalLB only elects
+   among the Node objects an advertisement selects), minus nodes outside every applicable
+   ad's node set, minus
    `NetworkUnavailable=True` nodes, minus nodes with the exclude-from-external-load-balancers
    label (unless `ignore_exclude_lb`); with `externalTrafficPolicy: Local`, only nodes with
    a serving endpoint;
@@ -69,6 +72,7 @@ class NotAnnouncing(enum.Enum):
     NETWORK_UNAVAILABLE = "networkUnavailable"
     EXCLUDED = "excludedFromExternalLoadBalancers"
     NOT_A_MEMBER = "notAMember"
+    NO_NODE_OBJECT = "noNodeObject"
     NO_ELIGIBLE_NODE = "noEligibleNode"
     SHARED_IP_WITH_SERVICE_SELECTOR = "sharedIPWithServiceSelector"
     # BGP mode (MetalLB's `conflictingAdvertisements`; `noPeers`: eligible, but no BGP
@@ -111,8 +115,7 @@ def serving_nodes(slices: Iterable[EndpointSliceView]) -> frozenset[str]:
 
 def node_condition(node: NodeView | None, ignore_exclude_lb: bool) -> NotAnnouncing | None:
     """Why a node may not announce anything at all: `NetworkUnavailable`, or the
-    exclude-from-external-load-balancers label (unless ignored); None when it may.
-    A member without a Node object has no conditions and no labels."""
+    exclude-from-external-load-balancers label (unless ignored); None when it may."""
     if node is None:
         return None
     if node.network_unavailable:
@@ -134,9 +137,10 @@ class ElectionInput:
     """Everything one election reads.
 
     `ads` are the L2Advertisements of the IP's pool (unfiltered); `members` the live
-    gossip members (alive or suspect); `nodes` the Node objects by name (a member without
-    one has no labels and is available); `slices` the service's EndpointSlices, or None
-    when they are unknown, which counts as "served on every node" (static mode).
+    gossip members (alive or suspect); `nodes` the Node objects by name (in static mode the
+    configuration's Node objects): only members that are Node objects can be elected;
+    `slices` the service's EndpointSlices, or None when they are unknown, which counts as
+    "served on every node" (static mode).
     """
 
     service: ServiceView
@@ -195,8 +199,10 @@ def elect(inp: ElectionInput) -> Election:
     candidates: list[str] = []
     for name in sorted(everyone):
         node = inp.nodes.get(name)
-        labels = node.labels if node is not None else {}
-        if not any(ad.selects_node(labels) for ad in ads):
+        if node is None:
+            excluded[name] = NotAnnouncing.NO_NODE_OBJECT
+            continue
+        if not any(ad.selects_node(node.labels) for ad in ads):
             excluded[name] = NotAnnouncing.NO_MATCHING_ADVERTISEMENT
         elif name not in members:
             excluded[name] = NotAnnouncing.NOT_A_MEMBER
@@ -208,9 +214,7 @@ def elect(inp: ElectionInput) -> Election:
             candidates.append(name)
     scores = {}
     for name in candidates:
-        node = inp.nodes.get(name)
-        labels = node.labels if node is not None else {}
-        score = sum(ad.preference_score(labels) for ad in ads)
+        score = sum(ad.preference_score(inp.nodes[name].labels) for ad in ads)
         if score:
             scores[name] = score
     ranked = rank(candidates, ip_text(inp.ip), scores)

@@ -69,7 +69,10 @@ def _input(
         ip=ip_address(ip),
         ads=tuple(L2Advertisement.from_dict(a) for a in (ads if ads is not None else [l2ad()])),
         members=members,
-        nodes={n["metadata"]["name"]: NodeView.from_dict(n) for n in nodes or []},
+        nodes={
+            n["metadata"]["name"]: NodeView.from_dict(n)
+            for n in (nodes if nodes is not None else [node(m) for m in members])
+        },
         slices=None if slices is None else tuple(EndpointSliceView.from_dict(s) for s in slices),
         ignore_exclude_lb=ignore_exclude_lb,
     )
@@ -155,6 +158,44 @@ def test_only_live_members_are_candidates() -> None:
     assert result.reason_for("node-b") is NotAnnouncing.NOT_A_MEMBER
     nobody = elect(_input(members=[], nodes=nodes))
     assert nobody.owner is None and nobody.reason is NotAnnouncing.NO_ELIGIBLE_NODE
+
+
+# A member that joined the gossip but is no Node object (issue 11, item 4): the name
+# "attacker-1" ranks first for 10.0.0.1 among node-a..c, yet must never win.
+@pytest.mark.parametrize(
+    ("members", "node_names", "owner", "reasons"),
+    [
+        (ABC, ABC, "node-b", {}),
+        (
+            [*ABC, "x-0"],
+            ABC,
+            None,  # filled below: the Node-object ranking without the intruder
+            {"x-0": NotAnnouncing.NO_NODE_OBJECT},
+        ),
+        (["x-0"], ABC, None, {"x-0": NotAnnouncing.NO_NODE_OBJECT}),
+        (["x-0", "node-a"], [], None, {"x-0": NotAnnouncing.NO_NODE_OBJECT}),
+        (ABC, ["node-a"], "node-a", {"node-b": NotAnnouncing.NO_NODE_OBJECT}),
+    ],
+)
+def test_a_member_without_a_node_object_is_never_elected(
+    members: list[str],
+    node_names: list[str],
+    owner: str | None,
+    reasons: dict[str, NotAnnouncing],
+) -> None:
+    intruder = next(
+        f"x-{i}" for i in range(1000) if rank([*ABC, f"x-{i}"], "10.0.0.1")[0] == f"x-{i}"
+    )
+    members = [intruder if m == "x-0" else m for m in members]
+    reasons = {intruder if k == "x-0" else k: v for k, v in reasons.items()}
+    result = elect(_input(members=members, nodes=[node(n) for n in node_names]))
+    expected = owner
+    if owner is None and set(node_names) & set(members):
+        expected = rank(set(node_names) & set(members), "10.0.0.1")[0]
+    assert result.owner == expected
+    assert intruder not in result.ranked
+    for name, reason in reasons.items():
+        assert result.reason_for(name) is reason
 
 
 def test_shared_ip_with_service_selector_is_refused() -> None:
