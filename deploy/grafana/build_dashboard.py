@@ -37,6 +37,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 RATE = "$__rate_interval"
+QUIET_GOSSIP_DROPS = "unknown_ack|unknown_stream|stream_eof|stream_timeout"
+"""Drop reasons that ordinary churn produces (late acks, dials to a peer that is down)."""
 
 
 @dataclass(frozen=True)
@@ -320,6 +322,52 @@ def l2agent_dashboard() -> dict[str, Any]:
                 ),
             ),
             width=8,
+        ),
+        Panel(
+            "Refused gossip input",
+            "timeseries",
+            (
+                Target(
+                    "sum by (reason) (rate(l2agent_gossip_input_dropped_total"
+                    f'{{reason!~"{QUIET_GOSSIP_DROPS}"}}[{RATE}]))',
+                    legend="{{reason}}",
+                ),
+            ),
+            width=8,
+            unit="ops",
+            description="Gossip input a speaker refused or found wrong, by reason: bad bytes, "
+            "rate limits, answers past the reply budget, streams past their limits. A climb "
+            "is an attack or a broken peer (the speakers log a bounded summary naming sources).",
+        ),
+        Panel(
+            "Undecryptable gossip sources",
+            "timeseries",
+            (
+                Target(
+                    "max by (instance) (l2agent_gossip_undecryptable_sources)",
+                    legend="{{instance}} sources",
+                ),
+                Target(
+                    "max by (instance) (l2agent_gossip_key_mismatch)",
+                    legend="{{instance}} key mismatch",
+                ),
+            ),
+            width=8,
+            description="Addresses whose gossip no installed key opens (a peer with another "
+            "key); key mismatch = 1 while a speaker stays unready because of it.",
+        ),
+        Panel(
+            "Gossip stalls",
+            "timeseries",
+            (
+                Target(
+                    f"sum by (instance) (increase(l2agent_gossip_stalls_total[{RATE}]))",
+                    legend="{{instance}}",
+                ),
+            ),
+            width=8,
+            description="Times a speaker's gossip timers ran far later than due: that node "
+            "was stalled (CPU starvation, a blocked loop) and blamed itself, not its peers.",
         ),
         Row("ARP / NDP traffic"),
         Panel(

@@ -210,6 +210,17 @@ class KubeSource:
             self._status_dirty.add(kind)
             self._status_wake.notify_all()
 
+    def key_mismatch(self, peer_ip: str) -> None:
+        """A Warning on this Node: gossip from `peer_ip` cannot be decrypted (the peers run
+        with another memberlist key); the recorder drops repeats within its window."""
+        self.events.warning(
+            self._watched.ref("Node", "", self.node_name),
+            Reason.GOSSIP_KEY_MISMATCH,
+            f"gossip from {peer_ip} cannot be decrypted: a peer runs with another memberlist "
+            "key (a half-finished rotation or a wrong Secret); this speaker announces nothing "
+            "while it hears no peer it can decrypt",
+        )
+
     def node_assigned(self, service_key: str) -> None:
         """MetalLB's `nodeAssigned` Event for a service this node announces."""
         self.events.normal(

@@ -29,6 +29,7 @@ class Reason(enum.Enum):
     # speaker
     NODE_ASSIGNED = "nodeAssigned"
     ANNOUNCE_FAILED = "announceFailed"
+    GOSSIP_KEY_MISMATCH = "gossipKeyMismatch"  # ours: a peer's gossip no key opens
     # an object of ours that cannot be used (bad IPAddressPool / L2Advertisement)
     INVALID_CONFIG = "InvalidConfig"
     # a Service keeps its IPs while the pool they came from is left out (ours, not MetalLB's)

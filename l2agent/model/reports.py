@@ -9,8 +9,10 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from gossip.errors import MalformedReason
+from gossip.events import DropReason
 from gossip.node_meta import MetaProblem
 from gossip.rotation import RotationStatus
 
@@ -18,6 +20,7 @@ __all__ = [
     "BgpReport",
     "BgpSessionRow",
     "GossipKeyReport",
+    "GossipReport",
     "IPLike",
     "KeyFileProblem",
     "MemberRow",
@@ -132,3 +135,19 @@ class GossipKeyReport:
     """Failed reads of the secret key file since start, by problem (the keys stay as they are)."""
     unreadable_meta: Mapping[MetaProblem, int]
     """Distinct member metas seen that claim our format but cannot be read, by problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class GossipReport:
+    """What the gossip refused or found wrong in its input, read at scrape time.
+
+    `dropped` counts every violation by the engine's reason (`malformed` breaks MALFORMED
+    down by the codec's); `undecryptable` are the source IPs that sent what no installed
+    key opens in the last minute; `key_mismatch` is true while this speaker stays unready
+    because the only peers it hears are ones it cannot decrypt."""
+
+    dropped: Mapping[DropReason, int] = field(default_factory=dict)
+    malformed: Mapping[MalformedReason, int] = field(default_factory=dict)
+    stalls: int = 0
+    undecryptable: frozenset[str] = frozenset()
+    key_mismatch: bool = False

@@ -3,7 +3,18 @@
 Readiness guards against the MetalLB #1710 failure: a restarting speaker that has not yet
 joined sees only itself and would elect itself for every IP. So the speaker answers nothing
 until a join has succeeded, or until `alone_after` seconds of failed joins show that it
-really is the first (or only) member; it keeps retrying the join in the background either way.
+really is the first (or only) member; it keeps retrying the join in the background either
+way, backing off per peer so a start-up storm or an overload is not fed by rejoins.
+
+"Alone" is a conclusion from silence, so it is never drawn against evidence: if peers
+answer with traffic no installed key opens (a half-finished key rotation, a typo in the
+Secret), they are there and speak another key. Then the speaker stays unready, announces
+nothing, and says so loudly (an ERROR log, the `l2agent_gossip_key_mismatch` gauge and,
+in Kubernetes mode, a Warning Event on its Node).
+
+Bad input is reported as the engine reports it: a few `ProtocolViolation` lines, then a
+summary line per interval (`ViolationsSuppressed`); the counters by reason are read by the
+metrics at scrape time (`input_report`).
 """
 
 from __future__ import annotations
@@ -12,8 +23,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import random
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from gossip.actions import Address
 from gossip.aio.runtime import GossipRuntime
@@ -31,27 +43,61 @@ from gossip.events import (
     ProbeAcked,
     ProtocolViolation,
     Refuted,
+    UndecryptableTraffic,
+    ViolationsSuppressed,
 )
 from gossip.keyring import Keyring
 from gossip.messages import NodeState
 from l2agent.model.reports import MemberRow
 from l2agent.speaker.membership import (
     ChangeKind,
+    GossipReport,
     MembershipChange,
     MembershipCounters,
     OnChange,
 )
 
-__all__ = ["GossipMembership"]
+__all__ = ["GossipMembership", "RejoinBackoff"]
 
 log = logging.getLogger(__name__)
 
 _LIVE = (NodeState.ALIVE, NodeState.SUSPECT)
 _QUIET = (DropReason.STREAM_TIMEOUT, DropReason.STREAM_EOF)
+_EVIDENCE_WINDOW = 60.0
+"""Seconds undecryptable traffic from a peer counts as evidence that it is there."""
 
 
 def _ignore_change(change: MembershipChange) -> None:
     return None
+
+
+class RejoinBackoff:
+    """When to try each missing peer again: `first` seconds after a failure, doubling up
+    to `limit`, stretched by our own health score (a slow node retries less), with jitter
+    so a cluster that failed together does not retry together. Pure: times are arguments."""
+
+    def __init__(self, first: float, limit: float, rng: random.Random | None = None) -> None:
+        self.first = first
+        self.limit = limit
+        self._rng = rng or random.Random()
+        self._next: dict[Address, tuple[float, float]] = {}
+
+    def due(self, targets: Iterable[Address], now: float) -> list[Address]:
+        """The targets whose wait has passed (never tried counts as due)."""
+        return [t for t in targets if self._next.get(t, (0.0, 0.0))[0] <= now]
+
+    def failed(self, target: Address, now: float, health: float = 0.0) -> float:
+        """Record a failed attempt; returns the wait before the next one."""
+        _, delay = self._next.get(target, (0.0, 0.0))
+        delay = min(self.limit, self.first if delay == 0 else delay * 2)
+        wait = delay * (1.0 + health) * self._rng.uniform(0.75, 1.0)
+        self._next[target] = (now + wait, delay)
+        return wait
+
+    def reset(self, keep: Iterable[Address] = ()) -> None:
+        """Forget every target's back-off except `keep` (they joined, or the list changed)."""
+        kept = set(keep)
+        self._next = {t: v for t, v in self._next.items() if t in kept}
 
 
 class GossipMembership:
@@ -66,6 +112,7 @@ class GossipMembership:
         meta: bytes = b"",
         alone_after: float = 3.0,
         rejoin_interval: float = 0.25,
+        rejoin_limit: float = 8.0,
     ) -> None:
         self.config = config
         self._join = tuple(join)
@@ -75,12 +122,20 @@ class GossipMembership:
         self._counters: MembershipCounters | None = None
         self._alone_after = alone_after
         self._rejoin_interval = rejoin_interval
+        self._backoff = RejoinBackoff(rejoin_interval, rejoin_limit)
         self._on_change: OnChange = _ignore_change
         self.runtime: GossipRuntime | None = None
         self._ready = not self._join
+        self._alone = False
+        """Ready only because nobody answered for `alone_after` (not because we joined)."""
         self._waiting_since: float | None = None
         self._unresolved: set[str] = set()
+        self._peer_ips: frozenset[str] = frozenset()
+        self._mismatch_logged = -1e9
         self._tasks: list[asyncio.Task[None]] = []
+        self.on_key_mismatch: list[Callable[[str], None]] = []
+        """Called with a peer's IP when its traffic cannot be decrypted (Kubernetes mode
+        posts a Warning Event on this node)."""
 
     # -- the Membership protocol --------------------------------------------------------------
 
@@ -90,7 +145,7 @@ class GossipMembership:
         return frozenset(m.name for m in self.runtime.members() if m.state in _LIVE)
 
     def ready(self) -> bool:
-        return self._ready
+        return self._ready and not self.key_mismatch()
 
     def rows(self) -> list[MemberRow]:
         if self.runtime is None:
@@ -99,6 +154,18 @@ class GossipMembership:
 
     def health_score(self) -> float:
         return float(self.runtime.health_score) if self.runtime is not None else 0.0
+
+    def input_report(self) -> GossipReport | None:
+        if self.runtime is None:
+            return None
+        counters = self.runtime.engine.counters
+        return GossipReport(
+            dropped=dict(counters.drops),
+            malformed=dict(counters.malformed),
+            stalls=counters.stalls,
+            undecryptable=frozenset(self._undecryptable_recently()),
+            key_mismatch=self.key_mismatch(),
+        )
 
     def pin(self, names: Iterable[str]) -> None:
         """Probe these members every interval (the owners whose IPs we would take over)."""
@@ -128,6 +195,7 @@ class GossipMembership:
         """Replace the join list (Kubernetes mode: the other Nodes' addresses). Until one of
         them answers (or `alone_after` passes) the speaker announces nothing."""
         self._join = tuple(peers)
+        self._backoff.reset()
         if self._join and not self._has_peer():
             self._ready = False
             self._waiting_since = None
@@ -158,6 +226,40 @@ class GossipMembership:
             await self.runtime.close()
             self.runtime = None
 
+    # -- key mismatch: peers we hear but cannot decrypt ---------------------------------------
+
+    def _undecryptable_recently(self) -> dict[str, int]:
+        if self.runtime is None:
+            return {}
+        since = asyncio.get_running_loop().time() - _EVIDENCE_WINDOW
+        sources = self.runtime.engine.undecryptable_sources(since)
+        return {ip: ev.count for ip, ev in sources.items()}
+
+    def key_mismatch(self) -> bool:
+        """No peer joined, yet a peer's address sent what no installed key opens: the
+        cluster is there and speaks another key, so "alone" would be a lie."""
+        if not self._join or self._has_peer() or self.runtime is None:
+            return False
+        peers = self._peer_ips or frozenset(host for host, _ in self._join)
+        return any(ip in peers for ip in self._undecryptable_recently())
+
+    def _undecryptable(self, event: UndecryptableTraffic) -> None:
+        peer = event.src_ip in (self._peer_ips or {h for h, _ in self._join})
+        log.error(
+            "gossip from %s%s cannot be decrypted: it runs with another key (a half-finished "
+            "key rotation or a wrong Secret?)%s",
+            event.src_ip,
+            " (a peer)" if peer else "",
+            "; announcing nothing until a peer can be understood" if peer else "",
+        )
+        for hook in self.on_key_mismatch:
+            try:
+                hook(event.src_ip)
+            except Exception:  # a reporting hook must not stop the gossip
+                log.exception("key mismatch hook failed")
+        if peer and self._ready and not self._has_peer():
+            self._on_change(MembershipChange(ChangeKind.UNREADY))
+
     # -- joining ------------------------------------------------------------------------------
 
     def _has_peer(self) -> bool:
@@ -184,6 +286,7 @@ class GossipMembership:
                 continue
             self._unresolved.discard(host)
             out.append((str(infos[0][4][0]), port))
+        self._peer_ips = frozenset(host for host, _ in out)
         return out
 
     def _missing(self, targets: Sequence[Address]) -> list[Address]:
@@ -194,23 +297,31 @@ class GossipMembership:
 
     async def _join_missing(self) -> None:
         assert self.runtime is not None
-        missing = self._missing(await self._resolve(self._join))
-        if not missing:
+        loop = asyncio.get_running_loop()
+        resolved = await self._resolve(self._join)
+        missing = self._missing(resolved)
+        self._backoff.reset(keep=missing)  # a live peer starts afresh if it is lost again
+        due = self._backoff.due(missing, loop.time())
+        if not due:
             return
         try:
             result: JoinFinished = await self.runtime.join(
-                missing, timeout=self.config.tcp_timeout + 1.0
+                due, timeout=self.config.tcp_timeout + 1.0
             )
         except TimeoutError:
-            return
+            result = JoinFinished(0, 0, tuple(due), loop.time())
+        health = self.health_score()
+        for target in result.failed:
+            self._backoff.failed(target, loop.time(), health)
         if result.succeeded:
-            log.info("joined through %d of %d peers", result.succeeded, len(missing))
+            log.info("joined through %d of %d peers", result.succeeded, len(due))
             self._set_ready()
 
     async def _keep_joining(self) -> None:
-        """MetalLB rejoins its peers every minute; we do it every `rejoin_interval`, and
-        only towards peers we do not see alive, so a healed partition merges at once (each
-        side refutes the other's dead verdict during the push/pull)."""
+        """MetalLB rejoins its peers every minute; we retry sooner, and only towards peers
+        we do not see alive, so a healed partition merges quickly (each side refutes the
+        other's dead verdict during the push/pull). Each peer's retries back off (see
+        `RejoinBackoff`), so an overload is not fed by a join storm."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._rejoin_interval)
@@ -220,14 +331,24 @@ class GossipMembership:
                 if self._waiting_since is None:
                     self._waiting_since = loop.time()
                 if loop.time() - self._waiting_since >= self._alone_after:
-                    log.warning(
-                        "no peer answered for %.1f s: announcing as the only member",
-                        self._alone_after,
-                    )
-                    self._set_ready()
+                    self._conclude_alone(loop.time())
             await self._join_missing()
 
-    def _set_ready(self) -> None:
+    def _conclude_alone(self, now: float) -> None:
+        if self.key_mismatch():
+            if now - self._mismatch_logged >= _EVIDENCE_WINDOW:
+                self._mismatch_logged = now
+                log.error(
+                    "no peer joined, but %s answer with traffic no installed key opens: "
+                    "not announcing as the only member",
+                    ", ".join(sorted(self._undecryptable_recently())),
+                )
+            return
+        log.warning("no peer answered for %.1f s: announcing as the only member", self._alone_after)
+        self._set_ready(alone=True)
+
+    def _set_ready(self, alone: bool = False) -> None:
+        self._alone = alone
         if not self._ready:
             self._ready = True
             self._on_change(MembershipChange(ChangeKind.READY))
@@ -241,7 +362,6 @@ class GossipMembership:
             self._handle(await queue.get())
 
     def _handle(self, event: Event) -> None:
-        counters = self._counters
         match event:
             case MemberFailed(member=m):
                 log.warning("member %s failed", m.name)
@@ -251,12 +371,20 @@ class GossipMembership:
                 self._on_change(MembershipChange(ChangeKind.LEFT, m.name))
             case MemberJoined(member=m):
                 log.info("member %s joined", m.name)
-                if m.name != self.config.name and not self._ready:
+                if m.name != self.config.name:
                     # A peer's push/pull (ours or theirs) merged its whole member table.
+                    self._alone = False
                     self._ready = True
                 self._on_change(MembershipChange(ChangeKind.JOINED, m.name))
             case MemberUpdated(member=m) | MemberRecovered(member=m):
                 self._on_change(MembershipChange(ChangeKind.UPDATED, m.name))
+            case _:
+                self._report(event)
+
+    def _report(self, event: Event) -> None:
+        """Counters and log lines for the events that change no membership."""
+        counters = self._counters
+        match event:
             case MemberSuspected(member=m, by=by):
                 log.info("member %s suspected by %s", m.name, by)
                 if counters is not None:
@@ -268,8 +396,18 @@ class GossipMembership:
                 if counters is not None:
                     counters.probe_rtt(rtt)
             case ProtocolViolation(reason=reason, detail=detail, src=src):
-                # A stalled stream is usually our own dial to a peer that is down.
+                # the engine lets a few through, then summarises (ViolationsSuppressed)
                 level = logging.DEBUG if reason in _QUIET else logging.WARNING
                 log.log(level, "bad gossip input from %s: %s (%s)", src, reason.name, detail)
+            case ViolationsSuppressed(counts=counts, sources=sources, since=since, at=at):
+                log.warning(
+                    "%d more bad gossip inputs in %.0f s: %s; from %s",
+                    sum(n for _, n in counts),
+                    at - since,
+                    ", ".join(f"{r.name} x{n}" for r, n in counts),
+                    ", ".join(f"{ip} x{n}" for ip, n in sources),
+                )
+            case UndecryptableTraffic():
+                self._undecryptable(event)
             case _:
                 pass

@@ -182,7 +182,7 @@ def run_speaker(args: argparse.Namespace) -> int:
         if args.kubeconfig:
             from l2agent.speaker.kube import attach_kube_source
 
-            attach_kube_source(
+            link = attach_kube_source(
                 speaker,
                 kubeconfig=args.kubeconfig,
                 namespace=args.namespace,
@@ -196,6 +196,8 @@ def run_speaker(args: argparse.Namespace) -> int:
                 ),
                 bgp=bgp,
             )
+            if isinstance(membership, GossipMembership):
+                membership.on_key_mismatch.append(link.source.key_mismatch)
         return await speaker.run()
 
     return asyncio.run(main())

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from l2agent.model.reports import MemberRow
+from l2agent.model.reports import GossipReport, MemberRow
 
 __all__ = [
     "ChangeKind",
+    "GossipReport",
     "Membership",
     "MembershipChange",
     "MembershipCounters",
@@ -33,6 +34,7 @@ class ChangeKind(enum.Enum):
     LEFT = "left"  # a member said goodbye (planned handover)
     FAILED = "failed"  # a member was declared dead
     READY = "ready"  # the member list became trustworthy (joined, or alone for long enough)
+    UNREADY = "unready"  # it stopped being trustworthy (alone, and peers speak another key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,9 @@ class Membership(Protocol):
     def health_score(self) -> float:
         """Lifeguard's local health score (0 = healthy; higher = this node is slow)."""
 
+    def input_report(self) -> GossipReport | None:
+        """Refused or violating gossip input so far (None without gossip)."""
+
     def pin(self, names: Iterable[str]) -> None:
         """Watch these members closely (the owners whose IPs this node would take over)."""
 
@@ -105,6 +110,9 @@ class StaticMembership:
 
     def health_score(self) -> float:
         return 0.0
+
+    def input_report(self) -> GossipReport | None:
+        return None
 
     def pin(self, names: Iterable[str]) -> None:
         return None

@@ -38,6 +38,7 @@ from l2agent.model.snapshot import BuildResult, ClusterState
 from l2agent.model.types import IPAddress
 from l2agent.plan import InputSource, Plan, plan
 from l2agent.speaker.dataplane import DataPlane
+from l2agent.speaker.gossip_metrics import GossipInputCollector
 from l2agent.speaker.membership import ChangeKind, Membership, MembershipChange
 from l2agent.speaker.ownership import OwnershipLedger
 
@@ -97,6 +98,7 @@ class Speaker:
             members=membership.rows,
             awareness=membership.health_score,
         )
+        self.registry.register(GossipInputCollector(membership.input_report))
         self.dataplane = dataplane or DataPlane(
             self.metrics,
             options.announce,

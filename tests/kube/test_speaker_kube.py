@@ -358,3 +358,39 @@ def test_peers_go_to_a_membership_that_takes_them(apiserver: Any) -> None:
             await asyncio.get_running_loop().run_in_executor(None, link.source.stop)
 
     assert asyncio.run(main()) == [("192.0.2.12", 7950)]
+
+
+def test_a_key_mismatch_is_a_warning_event_on_the_node(apiserver: Any) -> None:
+    seed(apiserver)
+
+    async def main() -> None:
+        speaker = Speaker(
+            SpeakerOptions(node="node-1", source=InputSource.CLUSTER, metrics_addr=None),
+            StaticMembership(),
+            registry=CollectorRegistry(),
+            dataplane=StubDataPlane(),  # type: ignore[arg-type]
+        )
+        link = attach_kube_source(
+            speaker, kubeconfig=None, namespace=NS, config=CFG, host=apiserver.url
+        )
+        try:
+            await until(lambda: link.source.synced, "synced")
+            link.source.key_mismatch("192.0.2.12")
+            link.source.key_mismatch("192.0.2.12")  # repeats within the window: one Event
+            (ev,) = await until(
+                lambda: [e for e in apiserver.items("Event") if e["reason"] == "gossipKeyMismatch"],
+                "gossipKeyMismatch",
+            )
+            assert ev["type"] == "Warning"
+            assert ev["involvedObject"]["kind"] == "Node"
+            assert ev["involvedObject"]["name"] == "node-1"
+            assert "192.0.2.12" in ev["message"]
+            await asyncio.sleep(0.3)
+            assert (
+                len([e for e in apiserver.items("Event") if e["reason"] == "gossipKeyMismatch"])
+                == 1
+            )
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, link.source.stop)
+
+    asyncio.run(main())

@@ -74,6 +74,9 @@ class FakeMembership:
     def health_score(self) -> float:
         return 0.0
 
+    def input_report(self) -> None:
+        return None
+
     def pin(self, names: Iterable[str]) -> None:
         self.pinned = list(names)
 

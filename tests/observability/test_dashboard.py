@@ -26,6 +26,7 @@ import yaml
 from helpers.prometheus_server import PROMETHEUS, PrometheusServer, wait_until
 from prometheus_client import CollectorRegistry
 
+from gossip.events import DropReason as GossipDrop
 from l2agent.bgp.frr_state import BfdPeer, BgpSession, FrrState
 from l2agent.bgp.reload_outcome import ReloadOutcome, ReloadResult
 from l2agent.health import HealthServer, speaker_status
@@ -38,6 +39,8 @@ from l2agent.metrics import (
     PoolUsage,
     SpeakerMetrics,
 )
+from l2agent.model.reports import GossipReport
+from l2agent.speaker.gossip_metrics import GossipInputCollector
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -143,6 +146,7 @@ class _Endpoints:
         self.servers: list[HealthServer] = []
         self.ports: dict[str, int] = {}
         self._bump: asyncio.Task[None] | None = None
+        self._refused = 0
         self.speakers: dict[str, SpeakerMetrics] = {}
         self.step = 0
 
@@ -192,6 +196,7 @@ class _Endpoints:
             m.suspicion_raised()
             m.suspicion_refuted()
             m.conflict_detected(WEB, bytes.fromhex("020000000099"))
+            registry.register(GossipInputCollector(self._gossip_report))
             self.speakers[node] = m
             bgp = BgpMetrics(registry, frr_state=lambda node=node: self._frr_state(node))
             bgp.reload_finished(ReloadOutcome(ReloadResult.APPLIED, 1, 0.4))
@@ -247,11 +252,21 @@ class _Endpoints:
         self.servers.append(server)
         self.ports[name] = server.address[1]
 
+    def _gossip_report(self) -> GossipReport:
+        """Refused gossip input that keeps climbing, as under a flood."""
+        return GossipReport(
+            dropped={GossipDrop.RATE_LIMITED: self._refused, GossipDrop.MALFORMED: 1},
+            stalls=self._refused // 10,
+            undecryptable=frozenset({"192.0.2.66"}),
+            key_mismatch=True,
+        )
+
     async def _keep_counting(self) -> None:
         """Move the event counters so rates are not zero (what live traffic would do)."""
         while True:
             self.step += 1
             step = self.step
+            self._refused += 25
             for m in self.speakers.values():
                 for ip in (WEB, DB, V6):
                     m.request_received(ip)

@@ -347,3 +347,34 @@ def test_gain_creates_the_ips_other_counters_at_zero(
     speaker.ownership_changed(V4, OwnershipChange.GAINED)
     assert get("l2agent_address_conflicts_total", {"ip": str(V4)}) == 0
     assert get("l2agent_ownership_changes_total", {"ip": str(V4), "change": "lost"}) == 0
+
+
+def test_gossip_input_counters_by_reason(registry: CollectorRegistry) -> None:
+    from gossip.errors import MalformedReason
+    from gossip.events import DropReason as GossipDrop
+    from l2agent.model.reports import GossipReport
+    from l2agent.speaker.gossip_metrics import GossipInputCollector
+
+    report = GossipReport(
+        dropped={GossipDrop.RATE_LIMITED: 7, GossipDrop.MALFORMED: 3},
+        malformed={MalformedReason.DECRYPT_FAILED: 3},
+        stalls=2,
+        undecryptable=frozenset({"192.0.2.12"}),
+        key_mismatch=True,
+    )
+    registry.register(GossipInputCollector(lambda: report))
+    get = registry.get_sample_value
+    assert get("l2agent_gossip_input_dropped_total", {"reason": "rate_limited"}) == 7
+    assert get("l2agent_gossip_input_dropped_total", {"reason": "reply_budget"}) == 0  # from 0
+    assert get("l2agent_gossip_input_malformed_total", {"reason": "decrypt_failed"}) == 3
+    assert get("l2agent_gossip_stalls_total") == 2
+    assert get("l2agent_gossip_undecryptable_sources") == 1
+    assert get("l2agent_gossip_key_mismatch") == 1
+    assert len(_scraped(registry)["l2agent_gossip_input_dropped"]) == len(GossipDrop)
+
+
+def test_no_gossip_input_series_without_gossip(registry: CollectorRegistry) -> None:
+    from l2agent.speaker.gossip_metrics import GossipInputCollector
+
+    registry.register(GossipInputCollector(lambda: None))
+    assert registry.get_sample_value("l2agent_gossip_stalls_total") is None
