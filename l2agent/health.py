@@ -4,6 +4,11 @@ A deliberately small HTTP/1.1 server on asyncio streams (one request per connect
 close), so the agent needs no web framework. It runs on the agent's event loop, which is
 what makes the scrape-time collectors safe: they read the live view on the same thread
 that changes it. Bad requests get a 4xx answer and a log line, never an exception.
+
+It can never starve the gossip of file descriptors or time: at most `max_connections`
+are open at once (more are closed as soon as they are accepted), and each connection has
+`timeout` seconds for the whole exchange, then it is aborted. Both refusals are counted
+(`l2agent_http_connections_refused_total{reason}`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from gossip.addresses import parse_address
 from l2agent.metrics import MemberRow, OwnershipRow
@@ -27,6 +32,10 @@ METRICS_PORT = 7472
 """MetalLB's monitoring port (speaker and controller)."""
 _MAX_HEADER_BYTES = 16 * 1024
 _READ_TIMEOUT = 5.0
+MAX_CONNECTIONS = 64
+"""Open HTTP connections at once; Prometheus needs one per scrape."""
+CONNECTION_TIMEOUT = 10.0
+"""Seconds one connection may take, request and answer together."""
 #: The classic text format that ``generate_latest`` writes; every Prometheus since 1.x reads it.
 #: (prometheus-client 0.26's CONTENT_TYPE_LATEST says version=1.0.0, which older servers and
 #: MetalLB-era tooling do not expect.)
@@ -159,6 +168,8 @@ class HealthServer:
         ready: Callable[[], bool] = lambda: True,
         live: LivenessCheck = lambda: (),
         status: StatusSource | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        timeout: float = CONNECTION_TIMEOUT,
     ) -> None:
         self._registry = registry
         self._host = host
@@ -167,6 +178,18 @@ class HealthServer:
         self._live = live
         self._status = status
         self._server: asyncio.Server | None = None
+        self._max = max_connections
+        self._timeout = timeout
+        self.open_connections = 0
+        self._refused = Counter(
+            "l2agent_http_connections_refused",
+            "HTTP connections to the metrics/health port closed unserved: over the "
+            "connection limit, or past the per-connection time limit.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("limit", "timeout"):
+            self._refused.labels(reason=reason)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -195,6 +218,21 @@ class HealthServer:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open_connections >= self._max:
+            self._refused.labels(reason="limit").inc()
+            writer.transport.abort()
+            return
+        self.open_connections += 1
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._exchange(reader, writer)
+        except TimeoutError:
+            self._refused.labels(reason="timeout").inc()
+            writer.transport.abort()
+        finally:
+            self.open_connections -= 1
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             status, ctype, body, head_only = await self._answer(reader)
             reason = _REASONS.get(status, "")

@@ -49,7 +49,9 @@ def _gossip_args(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="IP[:PORT]",
         help="gossip bind address (IPv6 bare or in brackets; port --gossip-port unless "
-        "given); without it, members come from the Node objects in the config",
+        "given); without it, members come from the Node objects in the config. Without "
+        "--secret-key-file the gossip is plaintext and unauthenticated: anyone on the node "
+        "network can forge membership",
     )
     p.add_argument(
         "--gossip-port",
@@ -70,7 +72,9 @@ def _gossip_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--secret-key-file",
         default=None,
-        help="memberlist key: a MetalLB `memberlist` secret (derived as MetalLB does)",
+        help="memberlist key: a MetalLB `memberlist` secret (derived as MetalLB does). "
+        "Strongly recommended: plaintext gossip is unauthenticated. Every speaker needs the "
+        "same key; one with another key stays unready and says so",
     )
     p.add_argument(
         "--gossip-preset",

@@ -281,6 +281,8 @@ def test_speaker_security_posture(rendered: list[dict[str, Any]]) -> None:
     (secret,) = [v for v in pod["volumes"] if "secret" in v]
     assert secret["secret"]["secretName"] == "memberlist"
     assert secret["secret"]["items"] == [{"key": "secretkey", "path": "secretkey"}]
+    # always encrypted (plaintext gossip is unauthenticated): no key, no speaker
+    assert not secret["secret"].get("optional", False)
     mount = [m for m in c["volumeMounts"] if m["name"] == secret["name"]]
     assert mount[0]["readOnly"] is True
     assert f"--secret-key-file={mount[0]['mountPath']}/secretkey" in c["args"]

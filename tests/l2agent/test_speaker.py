@@ -305,3 +305,42 @@ def test_ownership_rows_mark_only_what_this_node_announces(me: str) -> None:
         assert all(r.owner in NODES for r in rows)
 
     asyncio.run(go())
+
+
+def test_the_config_watcher_outlives_any_file_and_parses_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import l2agent.speaker.files as files_module
+
+    config = tmp_path / "c.yaml"
+    shutil.copy(DEMO, config)
+    threads: list[int] = []
+    real_load = files_module.load_yaml_files
+
+    def recording_load(paths: object) -> object:
+        threads.append(threading.get_ident())
+        if "boom" in config.read_text():
+            raise RecursionError("maximum recursion depth exceeded")  # as the Python loader
+        return real_load(paths)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(files_module, "load_yaml_files", recording_load)
+
+    async def go() -> None:
+        speaker, _ = _speaker("node1", FakeMembership(NODES), config)
+        files = ConfigFiles([config], speaker.offer, check_interval=0.01)
+        watcher = asyncio.create_task(files.watch())
+        good = speaker.state
+        for text in ("a: " + "[" * 3000 + "]" * 3000 + "\n", "boom: 1\n", "{{{\n"):
+            config.write_text(text)
+            await asyncio.sleep(0.2)
+            assert speaker.state is good
+            assert not watcher.done()
+        config.write_text(DEMO.read_text().replace("192.0.2.200-192.0.2.220", "192.0.2.200/29"))
+        await asyncio.sleep(0.3)
+        assert speaker.state is not good  # a later valid edit still applies
+        assert threads and threading.get_ident() not in threads[1:]
+        watcher.cancel()
+
+    asyncio.run(go())

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from l2agent.errors import ConfigError
 from l2agent.static import load_yaml_files, load_yaml_text
@@ -46,3 +50,53 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_tags_are_not_executed() -> None:
     with pytest.raises(ConfigError):
         load_yaml_text("!!python/object/apply:os.system ['true']\n", "evil.yaml")
+
+
+# Hostile files (issue 11, item 7): each is refused whole, as a ConfigError naming it.
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: " + "[" * 3000 + "]" * 3000 + "\n", "invalid YAML"),  # flow nesting
+        ("".join("  " * i + "- \n" for i in range(3000)), "nesting"),  # block nesting
+        ("a: &x [1]\nb: *y\n", "invalid YAML"),  # unknown alias
+        ("kind: Node\n\x00\n", "invalid YAML"),
+    ],
+)
+def test_hostile_yaml_is_a_config_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_yaml_files([path])
+    assert info.value.source == str(path)
+
+
+def test_a_file_past_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    from l2agent.static import MAX_FILE_BYTES
+
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as fh:
+        fh.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(ConfigError, match="larger than"):
+        load_yaml_files([path])
+
+
+_yamlish = st.text(
+    alphabet=st.sampled_from(list("abk:-[]{},&*!|>'\"#\n \t0123456789")), max_size=600
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_yamlish)
+def test_fuzz_the_loader_raises_only_config_errors_quickly(text: str) -> None:
+    gc.disable()  # collector pauses depend on the process's heap, not on the input
+    t = time.process_time()
+    try:
+        load_yaml_text(text, "fuzz.yaml")
+    except ConfigError:
+        pass
+    finally:
+        spent = time.process_time() - t
+        gc.enable()
+    assert spent < 0.05

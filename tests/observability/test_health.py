@@ -207,3 +207,48 @@ def test_status_document_sorts_and_lowercases() -> None:
     doc = status_document("n", reversed(ROWS), [MemberRow("z", "a:1", "ALIVE")])
     assert [r["ip"] for r in doc["ownership"]] == ["192.0.2.10", "2001:db8::10"]
     assert doc["members"][0]["state"] == "alive"
+
+
+def test_slow_connections_are_capped_and_timed_out() -> None:
+    """Issue 11, item 8: 300 idle connections may hold at most `max_connections`
+    descriptors, for at most `timeout` seconds; then scrapes work again."""
+    import os
+
+    async def go() -> None:
+        registry = CollectorRegistry()
+        server = HealthServer(registry, host="127.0.0.1", port=0, max_connections=8, timeout=0.5)
+        await server.start()
+        port = server.address[1]
+        loop = asyncio.get_running_loop()
+        fds_before = len(os.listdir("/proc/self/fd"))
+        idle = []
+        try:
+            for _ in range(300):
+                sock = socket.socket()
+                sock.setblocking(False)
+                await loop.sock_connect(sock, ("127.0.0.1", port))
+                idle.append(sock)
+            await asyncio.sleep(0.2)
+            assert server.open_connections <= 8
+            # the server side holds at most 8 descriptors (the 300 here are the clients')
+            assert len(os.listdir("/proc/self/fd")) - fds_before <= 300 + 8 + 4
+            refused = registry.get_sample_value(
+                "l2agent_http_connections_refused_total", {"reason": "limit"}
+            )
+            assert refused is not None and refused >= 280
+            await asyncio.sleep(0.8)  # past the timeout: the slow ones are aborted
+            assert server.open_connections == 0
+            status, _, body = await loop.run_in_executor(
+                None, _get, f"http://127.0.0.1:{port}/healthz"
+            )
+            assert (status, body) == (200, b"ok\n")
+            timed_out = registry.get_sample_value(
+                "l2agent_http_connections_refused_total", {"reason": "timeout"}
+            )
+            assert timed_out == 8
+        finally:
+            for sock in idle:
+                sock.close()
+            await server.close()
+
+    asyncio.run(go())
