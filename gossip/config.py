@@ -312,7 +312,8 @@ def fast(name: str, **overrides: Any) -> GossipConfig:
     starvation), while the Lifeguard timer with direct refutation killed none. Crash
     detection stays ~90 ms (simulated) / ~100 ms (lab). A member frozen for longer than its
     suspicion timeout (GC pause, CPU starvation: the speaker asks for SCHED_RR to avoid it)
-    is declared dead, then refutes and rejoins when it runs again.
+    is declared dead, then refutes and rejoins when it runs again. The member table holds
+    at most 4,096 entries (a flood of invented names cannot grow it past that).
     """
     values = dict(
         _LAN,
@@ -332,6 +333,7 @@ def fast(name: str, **overrides: Any) -> GossipConfig:
         dead_after_confirmations=0,
         refute_directly=True,
         probe_copies=3,
+        max_members=4096,
     )
     return GossipConfig(name=name, **{**values, **overrides})
 

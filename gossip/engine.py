@@ -164,6 +164,8 @@ class Engine(Probing):
         self._now = now
         self._asked: float | None = None
         self._held: dict[DropReason, tuple[int, str]] | None = None
+        self._live: frozenset[str] = frozenset()
+        self._live_version = -1
         self._stall_after = max(config.probe_timeout, 0.05)
         self._refutations = DirectRefutations(now)
         # Stagger the periodic tasks, as memberlist does, so members do not tick together.
@@ -244,6 +246,15 @@ class Engine(Probing):
             for e in self.table.nodes
             if e.state in (NodeState.ALIVE, NodeState.SUSPECT)
         ]
+
+    def live_names(self) -> frozenset[str]:
+        """Names of members alive or suspect, self included; cached until the table
+        changes, so asking after every event costs nothing however large the table."""
+        if self._live_version != self.table.version:
+            live = (NodeState.ALIVE, NodeState.SUSPECT)
+            self._live = frozenset(e.name for e in self.table.nodes if e.state in live)
+            self._live_version = self.table.version
+        return self._live
 
     def num_alive(self) -> int:
         """Count of alive (not suspect) members, self included; O(1)."""

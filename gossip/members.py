@@ -159,6 +159,8 @@ class MemberTable:
         self.alive_count = 0
         self.addresses: dict[tuple[str, int], int] = {}
         """(IP, port) of every entry, with how many entries use it (O(1) "is a member")."""
+        self.version = 0
+        """Bumped whenever an entry appears, goes, or changes state (caches key on it)."""
 
     # ------------------------------------------------------------------ queries
 
@@ -173,6 +175,7 @@ class MemberTable:
         return self.by_name[self.local_name]
 
     def _set_state(self, entry: NodeEntry, state: NodeState, now: float) -> None:
+        self.version += 1
         if entry.state is NodeState.ALIVE and state is not NodeState.ALIVE:
             self.alive_count -= 1
         elif entry.state is not NodeState.ALIVE and state is NodeState.ALIVE:
@@ -188,6 +191,7 @@ class MemberTable:
         self.nodes[offset], self.nodes[n] = self.nodes[n], self.nodes[offset]
         self.by_name[entry.name] = entry
         self._index(entry.address, +1)
+        self.version += 1
 
     def _index(self, address: tuple[str, int], delta: int) -> None:
         count = self.addresses.get(address, 0) + delta
@@ -223,6 +227,7 @@ class MemberTable:
                 del self.by_name[e.name]
                 self.suspicions.pop(e.name, None)
                 self._index(e.address, -1)
+                self.version += 1
                 continue
             keep.append(e)
         self._rng.shuffle(keep)

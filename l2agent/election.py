@@ -165,6 +165,8 @@ class Election:
     reason: NotAnnouncing | None = None
     excluded: Mapping[str, NotAnnouncing] = field(default_factory=lambda: MappingProxyType({}))
     scores: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    members: Collection[str] = field(default=(), compare=False, repr=False)
+    """The live members the election saw (not copied), to explain those without a Node."""
 
     def reason_for(self, node: str) -> NotAnnouncing | None:
         """None for the owner; otherwise why `node` does not announce."""
@@ -174,6 +176,8 @@ class Election:
             return NotAnnouncing.NOT_OWNER
         if node in self.excluded:
             return self.excluded[node]
+        if self.reason in (None, NotAnnouncing.NO_ELIGIBLE_NODE) and node in self.members:
+            return NotAnnouncing.NO_NODE_OBJECT  # the rest are reasons for every node
         return self.reason or NotAnnouncing.NOT_A_MEMBER
 
 
@@ -182,9 +186,14 @@ def _nobody(reason: NotAnnouncing, everyone: Iterable[str]) -> Election:
 
 
 def elect(inp: ElectionInput) -> Election:
-    """Run MetalLB's election for one service IP (see the module docstring for the steps)."""
+    """Run MetalLB's election for one service IP (see the module docstring for the steps).
+
+    Only Node objects are walked: a member without one can never be elected, so however
+    many such members a gossip holds (a flood of invented names), the work is the Node
+    count's (`Election.reason_for` still explains them).
+    """
     svc = inp.service
-    everyone = set(inp.members) | set(inp.nodes)
+    everyone = inp.nodes.keys()
     if inp.slices is not None and not has_serving_endpoint(inp.slices):
         return _nobody(NotAnnouncing.NO_ENDPOINTS, everyone)
     ads = applicable_ads(inp.ads, svc)
@@ -198,10 +207,7 @@ def elect(inp: ElectionInput) -> Election:
     excluded: dict[str, NotAnnouncing] = {}
     candidates: list[str] = []
     for name in sorted(everyone):
-        node = inp.nodes.get(name)
-        if node is None:
-            excluded[name] = NotAnnouncing.NO_NODE_OBJECT
-            continue
+        node = inp.nodes[name]
         if not any(ad.selects_node(node.labels) for ad in ads):
             excluded[name] = NotAnnouncing.NO_MATCHING_ADVERTISEMENT
         elif name not in members:
@@ -220,8 +226,12 @@ def elect(inp: ElectionInput) -> Election:
     ranked = rank(candidates, ip_text(inp.ip), scores)
     frozen_excluded = MappingProxyType(excluded)
     if not ranked:
-        return Election(None, (), NotAnnouncing.NO_ELIGIBLE_NODE, frozen_excluded)
-    return Election(ranked[0], ranked, None, frozen_excluded, MappingProxyType(scores))
+        return Election(
+            None, (), NotAnnouncing.NO_ELIGIBLE_NODE, frozen_excluded, members=inp.members
+        )
+    return Election(
+        ranked[0], ranked, None, frozen_excluded, MappingProxyType(scores), members=inp.members
+    )
 
 
 def _shares_ip(svc: ServiceView) -> bool:

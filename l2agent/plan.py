@@ -11,7 +11,7 @@ shared with the BGP plan; the `InputSource` (static files or a cluster) decides 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -26,6 +26,7 @@ from l2agent.service_ips import InputSource, NoServiceIPs, known_slices, service
 __all__ = [
     "InputSource",
     "InterfaceSelection",
+    "NodeReasons",
     "Plan",
     "ServicePlan",
     "announcements_for",
@@ -70,6 +71,37 @@ class Plan:
         return next((s for s in self.services if s.key == key), None)
 
 
+class NodeReasons(Mapping[str, NotAnnouncing]):
+    """Why each known name (a Node object or a live member) does not announce a service,
+    computed when asked: a plan must not cost O(members) per service, since a gossip may
+    hold many members that are no Node objects."""
+
+    __slots__ = ("_members", "_nodes", "_reason")
+
+    def __init__(
+        self,
+        nodes: Collection[str],
+        members: Collection[str],
+        reason: Callable[[str], NotAnnouncing | None],
+    ) -> None:
+        self._nodes = nodes
+        self._members = members
+        self._reason = reason
+
+    def __getitem__(self, name: str) -> NotAnnouncing:
+        reason = self._reason(name) if name in self._nodes or name in self._members else None
+        if reason is None:
+            raise KeyError(name)
+        return reason
+
+    def __iter__(self) -> Iterator[str]:
+        names = set(self._nodes) | set(self._members)
+        return iter(sorted(n for n in names if self._reason(n) is not None))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 def explain(
     state: ClusterState,
     members: Collection[str],
@@ -107,14 +139,12 @@ def _explain_one(
     ignore_exclude_lb: bool,
     source: InputSource,
 ) -> ServicePlan:
-    everyone = sorted(set(members) | set(state.nodes))
-
     def nobody(reason: NotAnnouncing, **kw: object) -> ServicePlan:
         return ServicePlan(
             svc.namespace,
             svc.name,
             reason=reason,
-            node_reasons=MappingProxyType(dict.fromkeys(everyone, reason)),
+            node_reasons=NodeReasons(state.nodes.keys(), members, lambda _: reason),
             **kw,  # type: ignore[arg-type]
         )
 
@@ -142,7 +172,7 @@ def _explain_one(
             if ad.selects_node(labels):
                 sel = ad.interface_selection
                 interfaces = sel if interfaces is None else interfaces.union(sel)
-    reasons = {n: r for n in everyone if (r := election.reason_for(n)) is not None}
+    reasons = NodeReasons(state.nodes.keys(), members, election.reason_for)
     return ServicePlan(
         namespace=svc.namespace,
         name=svc.name,
@@ -152,7 +182,7 @@ def _explain_one(
         candidates=election.ranked,
         reason=election.reason,
         interfaces=interfaces,
-        node_reasons=MappingProxyType(reasons),
+        node_reasons=reasons,
     )
 
 

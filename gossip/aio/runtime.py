@@ -100,6 +100,10 @@ class GossipRuntime:
     def alive_members(self) -> list[Member]:
         return self.engine.alive_members()
 
+    def live_names(self) -> frozenset[str]:
+        """Names of members alive or suspect (cached by the engine until the table changes)."""
+        return self.engine.live_names()
+
     @property
     def health_score(self) -> int:
         """Lifeguard's local health (0 = healthy; higher: this node is the slow one)."""

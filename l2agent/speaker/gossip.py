@@ -65,6 +65,12 @@ _LIVE = (NodeState.ALIVE, NodeState.SUSPECT)
 _QUIET = (DropReason.STREAM_TIMEOUT, DropReason.STREAM_EOF)
 _EVIDENCE_WINDOW = 60.0
 """Seconds undecryptable traffic from a peer counts as evidence that it is there."""
+_EVENT_BATCH = 256
+"""Gossip events handled before the task yields to the loop (a push/pull that brings
+thousands of members must not hold it)."""
+_MEMBER_LOG_BURST = 20
+"""Member joined/left/failed lines per `_MEMBER_LOG_WINDOW` before a summary takes over."""
+_MEMBER_LOG_WINDOW = 10.0
 
 
 def _ignore_change(change: MembershipChange) -> None:
@@ -100,6 +106,42 @@ class RejoinBackoff:
         self._next = {t: v for t, v in self._next.items() if t in kept}
 
 
+class MemberLog:
+    """Member joined/left/failed lines, at most `burst` per `window` seconds; the rest are
+    counted and said in one line when the window ends (pure: times are arguments)."""
+
+    def __init__(self, burst: int = _MEMBER_LOG_BURST, window: float = _MEMBER_LOG_WINDOW):
+        self._burst = burst
+        self._window = window
+        self._start = -window
+        self._used = 0
+        self._held: dict[str, int] = {}
+
+    def line(self, level: int, what: str, name: str, now: float) -> None:
+        self.tick(now)
+        if self._used < self._burst:
+            self._used += 1
+            log.log(level, "member %s %s", name, what)
+        else:
+            self._held[what] = self._held.get(what, 0) + 1
+
+    def tick(self, now: float) -> None:
+        """End the window once it has passed: say what it held back, start afresh."""
+        if now - self._start >= self._window:
+            self.flush(now)
+            self._start, self._used = now, 0
+
+    def flush(self, now: float) -> None:
+        if self._held:
+            log.warning(
+                "%d more member changes in %.0f s, not logged one by one: %s",
+                sum(self._held.values()),
+                now - self._start,
+                ", ".join(f"{n} {what}" for what, n in sorted(self._held.items())),
+            )
+            self._held = {}
+
+
 class GossipMembership:
     """Runs one gossip member and reports membership changes to the speaker."""
 
@@ -133,6 +175,7 @@ class GossipMembership:
         self._peer_ips: frozenset[str] = frozenset()
         self._mismatch_logged = -1e9
         self._tasks: list[asyncio.Task[None]] = []
+        self._member_log = MemberLog()
         self.on_key_mismatch: list[Callable[[str], None]] = []
         """Called with a peer's IP when its traffic cannot be decrypted (Kubernetes mode
         posts a Warning Event on this node)."""
@@ -142,7 +185,7 @@ class GossipMembership:
     def live(self) -> frozenset[str] | None:
         if self.runtime is None:
             return frozenset({self.config.name})
-        return frozenset(m.name for m in self.runtime.members() if m.state in _LIVE)
+        return self.runtime.live_names()
 
     def ready(self) -> bool:
         return self._ready and not self.key_mismatch()
@@ -325,6 +368,7 @@ class GossipMembership:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._rejoin_interval)
+            self._member_log.tick(loop.time())
             if not self._join:
                 continue
             if not self._ready:
@@ -358,19 +402,27 @@ class GossipMembership:
     async def _events(self) -> None:
         assert self.runtime is not None
         queue = self.runtime.events
+        loop = asyncio.get_running_loop()
         while True:
             self._handle(await queue.get())
+            for _ in range(_EVENT_BATCH):
+                if queue.empty():
+                    break
+                self._handle(queue.get_nowait())
+            self._member_log.tick(loop.time())
+            await asyncio.sleep(0)  # others' turn between batches
 
     def _handle(self, event: Event) -> None:
+        now = asyncio.get_running_loop().time()
         match event:
             case MemberFailed(member=m):
-                log.warning("member %s failed", m.name)
+                self._member_log.line(logging.WARNING, "failed", m.name, now)
                 self._on_change(MembershipChange(ChangeKind.FAILED, m.name))
             case MemberLeft(member=m):
-                log.info("member %s left", m.name)
+                self._member_log.line(logging.INFO, "left", m.name, now)
                 self._on_change(MembershipChange(ChangeKind.LEFT, m.name))
             case MemberJoined(member=m):
-                log.info("member %s joined", m.name)
+                self._member_log.line(logging.INFO, "joined", m.name, now)
                 if m.name != self.config.name:
                     # A peer's push/pull (ours or theirs) merged its whole member table.
                     self._alone = False

@@ -134,6 +134,8 @@ class Speaker:
         self._reported: frozenset[ObjectProblem] = frozenset()
         self._announce_failed: frozenset[IPAddress] = frozenset()
         self._leaving = False
+        self._burst: list[str] | None = None
+        """Changes held for one replan at the end of this loop pass (None: no burst)."""
         self._stopping = asyncio.Event()
         self._health: HealthServer | None = None
 
@@ -167,14 +169,30 @@ class Speaker:
         self._replan("config")
 
     def membership_changed(self, change: MembershipChange) -> None:
-        """The membership source's `on_change`: record failures, then replan."""
-        now = asyncio.get_running_loop().time()
+        """The membership source's `on_change`: record failures, then replan.
+
+        The first change replans at once (a failover waits for nothing); more changes in
+        the same pass of the loop (a push/pull that brought many members) are folded into
+        one replan when the pass ends, so a burst costs one plan, not one per member.
+        """
+        loop = asyncio.get_running_loop()
         if change.kind is ChangeKind.FAILED and change.member is not None:
-            self.ledger.member_failed(change.member, now)
+            self.ledger.member_failed(change.member, loop.time())
             self.metrics.member_failed(change.member)
         elif change.kind is ChangeKind.JOINED and change.member is not None:
             self.ledger.member_joined(change.member)
+        if self._burst is not None:
+            self._burst.append(str(change))
+            return
+        self._burst = []
+        loop.call_soon(self._end_burst)
         self._replan(str(change))
+
+    def _end_burst(self) -> None:
+        held, self._burst = self._burst or [], None
+        if held:
+            why = held[0] if len(held) == 1 else f"{len(held)} membership changes"
+            self._replan(why)
 
     # -- the plan -----------------------------------------------------------------------------
 

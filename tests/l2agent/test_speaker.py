@@ -344,3 +344,23 @@ def test_the_config_watcher_outlives_any_file_and_parses_off_the_loop(
         watcher.cancel()
 
     asyncio.run(go())
+
+
+def test_a_burst_of_membership_changes_costs_one_more_replan() -> None:
+    """A push/pull that brings thousands of members (or an attacker's invented names)
+    must not replan once per member: the first change replans at once, the rest of the
+    burst once when the loop pass ends."""
+
+    async def go() -> None:
+        membership = FakeMembership(NODES)
+        _, plane = _speaker("node1", membership)
+        before = len(plane.applied)
+        names = [*NODES, *(f"intruder-{i}" for i in range(5000))]
+        for i in range(5000):
+            membership.change(names, MembershipChange(ChangeKind.JOINED, f"intruder-{i}"))
+        assert len(plane.applied) == before + 1
+        await asyncio.sleep(0)
+        assert len(plane.applied) == before + 2
+        assert plane.current == _owned_by("node1", NODES)  # intruders own nothing
+
+    asyncio.run(go())

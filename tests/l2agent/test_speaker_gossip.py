@@ -118,3 +118,19 @@ def test_alone_when_nobody_answers_at_all() -> None:
             await alone.close()
 
     asyncio.run(run())
+
+
+def test_member_lines_are_bounded_with_a_summary(caplog: pytest.LogCaptureFixture) -> None:
+    from l2agent.speaker.gossip import MemberLog
+
+    member_log = MemberLog(burst=20, window=10.0)
+    with caplog.at_level(logging.INFO, logger="l2agent.speaker.gossip"):
+        for i in range(5000):
+            member_log.line(logging.INFO, "joined", f"m{i}", 1.0 + i / 1000)
+        member_log.line(logging.WARNING, "failed", "m0", 5.0)
+        member_log.tick(11.5)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 21
+    assert lines[-1] == (
+        "4981 more member changes in 10 s, not logged one by one: 1 failed, 4980 joined"
+    )
