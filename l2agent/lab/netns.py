@@ -49,11 +49,14 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from l2agent.lab.topology import (
+    ATTACKER,
     CLIENT,
     DEFAULT_VIPS,
     REMOTE,
     SWITCH,
     IPAddress,
+    attacker_address,
+    attacker_mac,
     client_address,
     client_mac,
     node_address,
@@ -167,8 +170,9 @@ class Lab:
     ``prefix``: namespace name prefix; default ``l2lab-<pid>-<random>``.
     ``routers``: BGP routers on the LAN (``router1``..); with at least one, a ``remote``
     client behind router1 too.
+    ``attacker``: add an ``"attacker"`` host on the node network (hostile-input tests).
     Roles accepted by ``exec``/``spawn``/``netns``: ``"node1"``.., ``"client"``, ``"switch"``,
-    and ``"router1"``.., ``"remote"`` in a BGP lab.
+    ``"router1"``.., ``"remote"`` in a BGP lab, and ``"attacker"`` when asked for.
     """
 
     def __init__(
@@ -177,6 +181,7 @@ class Lab:
         vips: Sequence[IPAddress] = DEFAULT_VIPS,
         prefix: str | None = None,
         routers: int = 0,
+        attacker: bool = False,
     ) -> None:
         if not 1 <= nodes <= 80:
             raise ValueError("nodes must be between 1 and 80")
@@ -186,6 +191,7 @@ class Lab:
         self.node_names = tuple(node_name(i) for i in range(1, nodes + 1))
         self.router_names = tuple(router_name(i) for i in range(1, routers + 1))
         self.vips = tuple(vips)
+        self.attacker = attacker
         self._made: list[str] = []
         self._procs: list[subprocess.Popen[Any]] = []
         self._on_close: list[Callable[[], None]] = []
@@ -199,7 +205,8 @@ class Lab:
     def netns(self, role: str) -> str:
         """The namespace name of ``role`` (``node1``, ``client``, ``switch``)."""
         remote = (REMOTE,) if self.router_names else ()
-        if role not in (*self.node_names, CLIENT, SWITCH, *self.router_names, *remote):
+        extra = (ATTACKER,) if self.attacker else ()
+        if role not in (*self.node_names, CLIENT, SWITCH, *self.router_names, *remote, *extra):
             raise KeyError(f"no such lab role: {role!r}")
         return f"{self.prefix}-{role}"
 
@@ -234,6 +241,10 @@ class Lab:
         self.ip(SWITCH, "link", "add", BRIDGE, "type", "bridge", "mcast_snooping", "0")
         self.ip(SWITCH, "link", "set", BRIDGE, "up")
         self._add_host(CLIENT, "c", client_mac(), client_address(4), client_address(6))
+        if self.attacker:
+            self._add_host(
+                ATTACKER, "a", attacker_mac(), attacker_address(4), attacker_address(6)
+            )
         use_dummy = dummy_supported()
         self.vip_device_kind = "dummy" if use_dummy else "bridge"
         for index, name in enumerate(self.node_names, start=1):

@@ -6,6 +6,8 @@ VIPs directly, as a client on the same L2 segment does):
 - node *i* (1-based): ``192.0.2.(10+i)``, ``2001:db8::(10+i)`` (hex digits read as the
   decimal: node1 is ``2001:db8::11``), MAC ``02:1a:b0:00:00:(i)``.
 - client: ``192.0.2.100``, ``2001:db8::100``, MAC ``02:1a:b0:00:00:64``.
+- attacker (``Lab(attacker=True)``): ``192.0.2.66``, ``2001:db8::66``, MAC
+  ``02:1a:b0:00:00:42``: a host on the node network for the hostile-input tests.
 - VIPs: ``192.0.2.200``-``.249`` and ``2001:db8::200``-``::249``; ``DEFAULT_VIPS`` is the
   first two of each family. ``UNOWNED_VIP4``/``UNOWNED_VIP6`` are never configured anywhere.
 
@@ -30,6 +32,8 @@ CLIENT = "client"
 SWITCH = "switch"
 REMOTE = "remote"
 """The client behind router1 (BGP labs): its traffic reaches the nodes only through routes."""
+ATTACKER = "attacker"
+"""A host on the node network that sends crafted traffic (hostile-input tests)."""
 
 _MAC_BASE = bytes.fromhex("021ab0000000")
 
@@ -55,6 +59,16 @@ def client_address(version: int) -> IPAddress:
     if version == 4:
         return ipaddress.IPv4Address("192.0.2.100")
     return ipaddress.IPv6Address("2001:db8::100")
+
+
+def attacker_address(version: int) -> IPAddress:
+    if version == 4:
+        return ipaddress.IPv4Address("192.0.2.66")
+    return ipaddress.IPv6Address("2001:db8::66")
+
+
+def attacker_mac() -> bytes:
+    return _MAC_BASE[:5] + bytes([0x42])
 
 
 def vip(n: int, version: int) -> IPAddress:

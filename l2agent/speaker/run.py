@@ -46,6 +46,9 @@ __all__ = ["PlanListener", "PlanOutcome", "Speaker", "SpeakerOptions"]
 
 log = NodeAdapter(logging.getLogger(__name__))
 
+_PROBLEM_LINES = 20
+"""Configuration problems logged one by one per offer; the rest are summarised."""
+
 
 @dataclass(frozen=True, slots=True)
 class SpeakerOptions:
@@ -152,15 +155,20 @@ class Speaker:
 
     def _report(self, problems: Sequence[ObjectProblem]) -> None:
         """Each problem is logged once, when it first appears (sources re-offer the same
-        configuration on every change; a bad object must not log on each)."""
+        configuration on every change; a bad object must not log on each), and at most
+        `_PROBLEM_LINES` per offer: a file of 100,000 bad objects gives one summary line."""
         current = frozenset(problems)
-        for problem in problems:
-            if problem in self._reported:
-                continue
+        fresh = [p for p in problems if p not in self._reported]
+        for problem in fresh[:_PROBLEM_LINES]:
             if cost(problem) is Cost.OBJECT:
                 self.log.warning("left out (the rest is served): %s", problem.message)
             else:
                 self.log.info("not read: %s", problem.message)
+        if len(fresh) > _PROBLEM_LINES:
+            self.log.warning(
+                "%d more configuration problems not logged one by one",
+                len(fresh) - _PROBLEM_LINES,
+            )
         self._reported = current
 
     def set_state(self, state: ClusterState) -> None:
