@@ -164,6 +164,7 @@ class Engine(Probing):
         self._now = now
         self._asked: float | None = None
         self._held: dict[DropReason, tuple[int, str]] | None = None
+        self._replies = None
         self._live: frozenset[str] = frozenset()
         self._live_version = -1
         self._stall_after = max(config.probe_timeout, 0.05)
@@ -344,6 +345,7 @@ class Engine(Probing):
         parts = len(split.messages) + len(split.errors) + split.skipped
         self._budgets.charge(key, parts, len(data) + split.decompressed, now)
         self._held = {}  # one report per reason for the whole datagram, however many parts
+        self._replies = {}  # answers to one address leave together at the end
         try:
             if split.skipped:
                 self._drop(DropReason.TOO_MANY_MESSAGES, f"{split.skipped} parts", src, now)
@@ -351,6 +353,7 @@ class Engine(Probing):
                 self._malformed(bad, src, now)
             self._dispatch_parts(split.messages, src, key, now)
         finally:
+            self._flush_replies(now)
             held, self._held = self._held, None
             for reason, (count, detail) in held.items():
                 self._report(reason, f"{count} x {detail}" if count > 1 else detail, src, now)

@@ -82,6 +82,7 @@ class Probing:
     _probe_owed: bool
     _packets: list[SendPacket]
     _events: deque[Event]
+    _now: float
 
     def _drop(self, reason: DropReason, detail: str, src: Address | None, now: float) -> None:
         raise NotImplementedError
@@ -280,20 +281,48 @@ class Probing:
         src: Address | None = None,
         now: float | None = None,
     ) -> None:
-        """Send an answer charged to `key`'s reply credit, topped up with gossip as far as
-        the credit allows; dropped (`REPLY_BUDGET`) when the credit cannot pay for it."""
+        """Answer charged to `key`'s reply credit; dropped (`REPLY_BUDGET`) when the credit
+        cannot pay for it. While a datagram is read, answers to one address are held and
+        go out together at its end (`_flush_replies`): 255 pings in one datagram cost a
+        few datagrams of acks, not 255."""
         t = self._now if now is None else now
-        cost = len(msg) + self._wire.overhead + DATAGRAM_OVERHEAD
-        if not self._budgets.spend(key, cost, t):
+        if not self._budgets.spend(key, len(msg) + COMPOUND_OVERHEAD, t):
             self._drop(DropReason.REPLY_BUDGET, "answer past the reply budget", src or addr, t)
             return
-        room = min(self._budget() - len(msg), self._budgets.available(key, t))
+        if self._replies is not None:
+            self._replies.setdefault((addr, key), []).append(msg)
+            return
+        self._reply_datagrams(addr, [msg], key, t)
+
+    _replies: dict[tuple[Address, Address], list[bytes]] | None
+
+    def _flush_replies(self, now: float) -> None:
+        held, self._replies = self._replies, None
+        for (addr, key), msgs in (held or {}).items():
+            self._reply_datagrams(addr, msgs, key, now)
+
+    def _reply_datagrams(self, addr: Address, msgs: list[bytes], key: Address, now: float) -> None:
+        """Pack answers into datagrams of at most one UDP buffer; the last is topped up
+        with queued gossip as far as the credit allows. Each datagram's headers are charged
+        too (a datagram the credit cannot pay for is not sent)."""
+        budget = self._budget()
+        batch: list[bytes] = []
+        used = 0
+        for m in msgs:
+            if batch and used + len(m) + COMPOUND_OVERHEAD > budget:
+                if not self._budgets.spend(key, self._wire.overhead + DATAGRAM_OVERHEAD, now):
+                    return
+                self._send(addr, batch, None)
+                batch, used = [], 0
+            batch.append(m)
+            used += len(m) + COMPOUND_OVERHEAD
+        if not self._budgets.spend(key, self._wire.overhead + DATAGRAM_OVERHEAD, now):
+            return
+        room = min(budget - used, self._budgets.available(key, now))
         extra = self._take_broadcasts(room) if room > COMPOUND_OVERHEAD else []
         if extra:
-            self._budgets.spend(key, sum(len(m) + COMPOUND_OVERHEAD for m in extra), t)
-        self._send(addr, [msg, *extra], None)
-
-    _now: float
+            self._budgets.spend(key, sum(len(m) + COMPOUND_OVERHEAD for m in extra), now)
+        self._send(addr, [*batch, *extra], None)
 
     def _send_piggyback(self, addr: Address, msg: bytes) -> None:
         """Send a probe-type message of ours topped up with queued broadcasts.
