@@ -243,7 +243,7 @@ class Lab:
         self._add_host(CLIENT, "c", client_mac(), client_address(4), client_address(6))
         if self.attacker:
             self._add_host(
-                ATTACKER, "a", attacker_mac(), attacker_address(4), attacker_address(6)
+                ATTACKER, "atk", attacker_mac(), attacker_address(4), attacker_address(6)
             )
         use_dummy = dummy_supported()
         self.vip_device_kind = "dummy" if use_dummy else "bridge"
