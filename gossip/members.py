@@ -307,14 +307,7 @@ class MemberTable:
                 and now - entry.state_change > self._reclaim
             )
             if not reclaimable:
-                log.warning(
-                    "conflicting address for %s: %s:%d vs %s:%d",
-                    a.node,
-                    entry.addr_text,
-                    entry.port,
-                    addr_from_bytes(a.addr),
-                    a.port,
-                )
+                # reported (counted, rate limited) by the engine as ADDRESS_CONFLICT
                 return Change(ChangeKind.CONFLICT, entry)
             updates_node = True
         if not is_local and a.incarnation <= entry.incarnation and not updates_node:

@@ -149,7 +149,8 @@ class Probing:
         self._close_tcp_ping(probe)
         self._probe_finished(probe, now)
         if probe.tcp_ok:
-            log.warning("%s: %s answered TCP ping but not UDP", self._name, probe.target)
+            # memberlist warns each time; at a fast probe rate that is a log flood
+            log.debug("%s: %s answered TCP ping but not UDP", self._name, probe.target)
             self.awareness.apply_delta(-1)
             return
         self.counters.probe_failures += 1

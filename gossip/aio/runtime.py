@@ -219,7 +219,12 @@ class GossipRuntime:
                 self.events.put_nowait(event)
             except asyncio.QueueFull:
                 self.dropped_events += 1
-                log.warning("event queue full; dropped %s", type(event).__name__)
+                if self.dropped_events % 1000 == 1:  # the first, then one line per thousand
+                    log.warning(
+                        "event queue full; %d events dropped so far (latest %s)",
+                        self.dropped_events,
+                        type(event).__name__,
+                    )
         waiter_leave = self._leave_waiter
         if waiter_leave is not None and not waiter_leave.done() and engine.leave_done():
             waiter_leave.set_result(None)

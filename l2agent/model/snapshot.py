@@ -169,6 +169,12 @@ class BuildResult:
 
     state: ClusterState
     problems: tuple[ObjectProblem, ...] = ()
+    _stale: tuple[ObjectProblem, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Decided where the result is built (a worker thread for files and watches), not
+        # each time the speaker's event loop asks: a file may hold 100,000 problems.
+        object.__setattr__(self, "_stale", stale(self.problems))
 
     @property
     def dropped(self) -> tuple[ObjectProblem, ...]:
@@ -179,7 +185,7 @@ class BuildResult:
     def stale(self) -> tuple[ObjectProblem, ...]:
         """Configuration objects left out (the configuration in force is not all that was
         asked for: the stale-config metric)."""
-        return stale(self.problems)
+        return self._stale
 
     @property
     def ok(self) -> bool:

@@ -48,6 +48,8 @@ log = NodeAdapter(logging.getLogger(__name__))
 
 _PROBLEM_LINES = 20
 """Configuration problems logged one by one per offer; the rest are summarised."""
+_PROBLEMS_TRACKED = 1000
+"""Problems remembered between offers (so each is logged once, when it appears)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,17 +159,21 @@ class Speaker:
         """Each problem is logged once, when it first appears (sources re-offer the same
         configuration on every change; a bad object must not log on each), and at most
         `_PROBLEM_LINES` per offer: a file of 100,000 bad objects gives one summary line."""
-        current = frozenset(problems)
-        fresh = [p for p in problems if p not in self._reported]
+        # Only the first `_PROBLEMS_TRACKED` are remembered: this runs on the event loop,
+        # and a file of 100,000 bad objects must not cost 100,000 hashes per offer.
+        tracked = problems[:_PROBLEMS_TRACKED]
+        current = frozenset(tracked)
+        fresh = [p for p in tracked if p not in self._reported]
+        fresh_count = len(fresh) + max(0, len(problems) - _PROBLEMS_TRACKED)
         for problem in fresh[:_PROBLEM_LINES]:
             if cost(problem) is Cost.OBJECT:
                 self.log.warning("left out (the rest is served): %s", problem.message)
             else:
                 self.log.info("not read: %s", problem.message)
-        if len(fresh) > _PROBLEM_LINES:
+        if fresh_count > _PROBLEM_LINES:
             self.log.warning(
                 "%d more configuration problems not logged one by one",
-                len(fresh) - _PROBLEM_LINES,
+                fresh_count - min(len(fresh), _PROBLEM_LINES),
             )
         self._reported = current
 

@@ -105,6 +105,7 @@ class Hostile:
         """Run `python -m bench.hostile ARGS` in the attacker namespace while the client
         probes the VIP; judge the cluster before and after."""
         nodes = list(self.speakers.speakers)
+        self.lab.flush_neighbours()  # what an earlier test left in the client's cache
         before = {n: self._snapshot(n) for n in nodes}
         prober = self.speakers.probe(V4, duration=seconds + 2.0)
         time.sleep(0.5)
@@ -258,7 +259,8 @@ def test_item4_a_member_without_a_node_object_never_wins(plaintext: Hostile) -> 
     lab = plaintext.lab
     argv = [str(binary), "-name", rogue, "-bind", "192.0.2.66", "-port", "7946",
             "-join", f"{plaintext.address(plaintext.owner)}:7946", "-preset", "local"]  # fmt: skip
-    go = lab.spawn(ATTACKER, argv, stdout=subprocess.DEVNULL)
+    # stdin stays open: the Go peer reads commands there and stops at end of input
+    go = lab.spawn(ATTACKER, argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     try:
         assert wait_until(
             lambda: any(
