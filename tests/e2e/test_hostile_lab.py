@@ -12,6 +12,7 @@ closing numbers in bench/results/hostile.md use 20 s); the default keeps CI unde
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -114,7 +115,7 @@ class Hostile:
         probes = self.speakers.probes(prober)
         time.sleep(0.5)
         after = {n: self._snapshot(n) for n in nodes}
-        return Verdict(
+        verdict = Verdict(
             attack=json.loads(out.strip().splitlines()[-1]),
             lost=sum(1 for p in probes if p.replied is None),
             answered_by={p.node for p in probes if p.node},
@@ -123,6 +124,21 @@ class Hostile:
             lines={n: after[n].lines - before[n].lines for n in nodes},
             peak_rss={n: _peak_rss(self.speakers.speakers[n].pid) for n in nodes},
         )
+        _record(verdict, seconds)
+        return verdict
+
+
+def _record(verdict: Verdict, seconds: float) -> None:
+    """With L2AGENT_HOSTILE_REPORT=FILE, append the verdict as a JSON line (the closing
+    numbers in bench/results/hostile.md come from such a file)."""
+    path = os.environ.get("L2AGENT_HOSTILE_REPORT")
+    if not path:
+        return
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+    row = {"test": test, "seconds": seconds, **dataclasses.asdict(verdict)}
+    row["answered_by"] = sorted(verdict.answered_by)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
 
 
 def _peak_rss(pid: int) -> int:
