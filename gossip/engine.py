@@ -71,7 +71,7 @@ from gossip.messages import (
     Suspect,
     UserMsg,
 )
-from gossip.probe import ProbePhase, ProbeTracker
+from gossip.probe import ProbeTracker
 from gossip.probing import COMPOUND_OVERHEAD, DATAGRAM_OVERHEAD, Probing
 from gossip.push_pull import JoinBatches, MergeJob, MergeQueue, local_push_pull
 from gossip.refutation import DirectRefutations
@@ -93,6 +93,21 @@ _MAX_INCARNATION = 0xFFFF_FFFF
 _EVIDENCE = (MalformedReason.DECRYPT_FAILED, MalformedReason.UNENCRYPTED)
 """Malformed input that shows someone nearby runs with another key."""
 _MAX_EVENTS = 10_000
+
+
+def _guards(config: GossipConfig) -> tuple[SourceBudgets, ViolationReporter]:
+    """What bounds a peer's input: per-source budgets, and the violation report rate."""
+    budgets = SourceBudgets(
+        config.source_messages_per_second,
+        config.source_bytes_per_second,
+        config.reply_amplification,
+    )
+    violations = ViolationReporter(
+        config.violation_events_per_second,
+        config.violation_burst,
+        config.violation_summary_interval,
+    )
+    return budgets, violations
 
 
 class Engine(Probing):
@@ -147,16 +162,7 @@ class Engine(Probing):
         self._streams = StreamTable(config, self._wire)
         self._merges = MergeQueue(self.table)
         self._batches = JoinBatches()
-        self._budgets = SourceBudgets(
-            config.source_messages_per_second,
-            config.source_bytes_per_second,
-            config.reply_amplification,
-        )
-        self._violations = ViolationReporter(
-            config.violation_events_per_second,
-            config.violation_burst,
-            config.violation_summary_interval,
-        )
+        self._budgets, self._violations = _guards(config)
         self._undecryptable = UndecryptableSources()
         self._pinned: tuple[str, ...] = ()
         self._probe_owed = False
@@ -306,26 +312,6 @@ class Engine(Probing):
         summary = self._violations.summary(now)
         if summary is not None:
             self._events.append(summary)
-
-    def _check_stall(self, now: float) -> None:
-        """A tick far later than asked means this member was stalled (CPU starved, loop
-        blocked): we are the slow one. Raise our health score, and give probes and
-        suspicions that ran out during the stall one probe timeout of grace, since their
-        acks and refutations may be waiting unread in our socket."""
-        asked, self._asked = self._asked, None
-        if asked is None or now - asked <= self._stall_after:
-            return
-        self.counters.stalls += 1
-        self.awareness.apply_delta(1)
-        grace = now + self.config.probe_timeout
-        for probe in self._tracker.probes.values():
-            if probe.phase is ProbePhase.DIRECT and probe.direct_deadline <= now:
-                probe.direct_deadline = grace
-            probe.end = max(probe.end, grace)
-        for relay in self._tracker.relays.values():
-            relay.deadline = max(relay.deadline, grace)
-        for sus in self.table.suspicions.values():
-            sus.deadline = max(sus.deadline, grace)
 
     def handle_packet(self, data: bytes, src: Address, now: float) -> None:
         """One received datagram (timestamped at receipt)."""

@@ -83,6 +83,8 @@ class Probing:
     _packets: list[SendPacket]
     _events: deque[Event]
     _now: float
+    _asked: float | None
+    _stall_after: float
 
     def _drop(self, reason: DropReason, detail: str, src: Address | None, now: float) -> None:
         raise NotImplementedError
@@ -218,6 +220,26 @@ class Probing:
     def _on_nack(self, nack: NackResp) -> None:
         if self._tracker.nack(nack.seq_no) is None:
             self.counters.drop(DropReason.UNKNOWN_ACK)
+
+    def _check_stall(self, now: float) -> None:
+        """A tick far later than asked means this member was stalled (CPU starved, loop
+        blocked): we are the slow one. Raise our health score, and give probes and
+        suspicions that ran out during the stall one probe timeout of grace, since their
+        acks and refutations may be waiting unread in our socket."""
+        asked, self._asked = self._asked, None
+        if asked is None or now - asked <= self._stall_after:
+            return
+        self.counters.stalls += 1
+        self.awareness.apply_delta(1)
+        grace = now + self.config.probe_timeout
+        for probe in self._tracker.probes.values():
+            if probe.phase is ProbePhase.DIRECT and probe.direct_deadline <= now:
+                probe.direct_deadline = grace
+            probe.end = max(probe.end, grace)
+        for relay in self._tracker.relays.values():
+            relay.deadline = max(relay.deadline, grace)
+        for sus in self.table.suspicions.values():
+            sus.deadline = max(sus.deadline, grace)
 
     # ================================================================== others' probes
 
