@@ -6,8 +6,8 @@ Loading is the only I/O here; `l2agent.model.build_state` validates what it retu
 
 Parsing uses libyaml (`yaml.CSafeLoader`, about 8x faster than the pure-Python loader)
 when PyYAML has it. A file is refused whole, with a `ConfigError` naming it, when it is
-larger than `MAX_FILE_BYTES`, nests deeper than the parser allows, or fails in any other
-way: nothing a file holds escapes as another exception.
+larger than `MAX_FILE_BYTES`, holds more than `MAX_OBJECTS` objects, nests deeper than the
+parser allows, or fails in any other way: nothing a file holds escapes as another exception.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ __all__ = [
     "CONFIG_SUFFIXES",
     "DEMO_CONFIG",
     "MAX_FILE_BYTES",
+    "MAX_OBJECTS",
     "config_files",
     "demo_config_path",
     "demo_config_text",
@@ -42,6 +43,9 @@ DEMO_CONFIG = "data/demo.yaml"
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 #: Largest configuration file read (16 MiB holds ~40,000 Services).
 MAX_FILE_BYTES = 16 * 1024 * 1024
+#: Most objects one file may hold (reading stops at the next one): parsing 20,000 takes about
+#: a second, off the loop, and a file of 100,000 tiny documents is refused after that.
+MAX_OBJECTS = 20_000
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -84,6 +88,8 @@ def load_yaml_text(text: str, source: str = "<string>") -> list[dict[str, Any]]:
             if node is None:
                 continue
             line = node.start_mark.line + 1
+            if len(out) >= MAX_OBJECTS:
+                raise ConfigError(f"more than {MAX_OBJECTS} objects", source=source, line=line)
             doc = constructor.construct_document(node)
             if doc is None:
                 continue
@@ -101,6 +107,8 @@ def load_yaml_text(text: str, source: str = "<string>") -> list[dict[str, Any]]:
                         line=line,
                     )
                 out.append(obj)
+            if len(out) > MAX_OBJECTS:  # a List may hold many
+                raise ConfigError(f"more than {MAX_OBJECTS} objects", source=source, line=line)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

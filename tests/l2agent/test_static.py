@@ -100,3 +100,13 @@ def test_fuzz_the_loader_raises_only_config_errors_quickly(text: str) -> None:
         spent = time.process_time() - t
         gc.enable()
     assert spent < 0.05
+
+
+def test_a_file_of_too_many_objects_is_refused() -> None:
+    from l2agent.static import MAX_OBJECTS
+
+    text = "".join(
+        f"---\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n" for i in range(MAX_OBJECTS + 1)
+    )
+    with pytest.raises(ConfigError, match=f"more than {MAX_OBJECTS} objects"):
+        load_yaml_text(text, "many.yaml")
