@@ -35,6 +35,14 @@ def _schema(name: str) -> dict[str, Any]:
 
 POOL = _schema("ipaddresspools")
 L2 = _schema("l2advertisements")
+BGP_ADVERTISEMENT = _schema("bgpadvertisements")
+BGP_PEER = _schema("bgppeers")
+SELECTING = (
+    ("IPAddressPool", POOL),
+    ("L2Advertisement", L2),
+    ("BGPAdvertisement", BGP_ADVERTISEMENT),
+    ("BGPPeer", BGP_PEER),
+)
 ADDRESS = POOL["properties"]["spec"]["properties"]["addresses"]["items"]
 ADDRESS_RE = re.compile(ADDRESS["pattern"])
 
@@ -160,7 +168,7 @@ def test_other_pool_bounds() -> None:
 
 
 def _requirement_schemas() -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every label selector requirement schema in the two CRDs (with its path)."""
+    """Every label selector requirement schema in the CRDs that select (with its path)."""
 
     def walk(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
         if not isinstance(node, dict):
@@ -172,17 +180,20 @@ def _requirement_schemas() -> Iterator[tuple[str, dict[str, Any]]]:
         if isinstance(node.get("items"), dict):
             yield from walk(node["items"], f"{path}[]")
 
-    for kind, schema in (("IPAddressPool", POOL), ("L2Advertisement", L2)):
+    for kind, schema in SELECTING:
         yield from walk(schema, kind)
 
 
 def test_operators_are_an_enum_everywhere() -> None:
     found = list(_requirement_schemas())
-    assert len(found) == 6  # pool: 2 selector lists; L2: 3 lists and the preference
+    # pool: 2 selector lists; L2: 3 lists and the preference; BGP advertisement: 3; peer: 1
+    assert len(found) == 10
     for _path, req in found:
         assert req["properties"]["operator"]["enum"] == ["In", "NotIn", "Exists", "DoesNotExist"]
     bad = {"nodeSelectors": [{"matchExpressions": [{"key": "zone", "operator": "Inn"}]}]}
     assert not _valid(L2, _l2(**bad))
+    bgp = {"apiVersion": "metallb.io/v1beta1", "kind": "BGPAdvertisement", "spec": bad}
+    assert not _valid(BGP_ADVERTISEMENT, bgp)
 
 
 def _rules() -> list[tuple[str, str]]:
@@ -220,7 +231,7 @@ def test_the_values_rule_agrees_with_the_model(req: dict[str, Any]) -> None:
     celpy = pytest.importorskip("celpy")
     env = celpy.Environment()
     rules = _rules()
-    assert len(rules) == 6
+    assert len(rules) == 10
     for path, text in rules:
         verdict = env.program(env.compile(text)).evaluate({"self": celpy.json_to_cel(req)})
         assert bool(verdict) is _model_accepts(req), (path, req)
@@ -243,11 +254,11 @@ def test_every_rule_sits_under_bounded_lists() -> None:
             yield from walk(node["items"], f"{path}[]", unbounded + more)
 
     checked = 0
-    for kind, schema in (("IPAddressPool", POOL), ("L2Advertisement", L2)):
+    for kind, schema in SELECTING:
         for path, unbounded in walk(schema, kind, []):
             assert unbounded == [], f"{path}: no maxItems on {unbounded}"
             checked += 1
-    assert checked == 6
+    assert checked == 12  # the 10 selector rules and BGPPeer's connectTime and graceful restart
 
 
 def test_names_that_must_be_unique_are_set_lists() -> None:
