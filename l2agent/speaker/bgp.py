@@ -165,8 +165,8 @@ def attach_bgp(
     the link that keeps them in step (what `l2agent speaker` wires up)."""
     from l2agent.bgp.forwarding import read_forwarding
     from l2agent.bgp.frr_poll import FrrStatePoller
+    from l2agent.bgp.metrics import BgpMetrics
     from l2agent.bgp.reload import FrrReloader
-    from l2agent.metrics import BgpMetrics
 
     poller = FrrStatePoller(run_dir, config_dir=config_dir)
     metrics = BgpMetrics(speaker.registry, frr_state=lambda: poller.state)

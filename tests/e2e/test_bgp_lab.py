@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from l2agent.bgp.announcer import BgpAnnouncer
 from l2agent.bgp.frr_config import FrrOptions
 from l2agent.bgp.frr_poll import FrrStatePoller
+from l2agent.bgp.metrics import BgpMetrics
 from l2agent.bgp.reload import FrrReloader
 from l2agent.lab.bgp import BgpLab
 from l2agent.lab.bgp_cluster import (
@@ -37,7 +38,6 @@ from l2agent.lab.netns import wait_until
 from l2agent.lab.prober import flows_by_node
 from l2agent.lab.routers import ROUTER_ASN, bird_missing, gobgp_missing
 from l2agent.lab.topology import bgp_vip, router_address
-from l2agent.metrics import BgpMetrics
 from l2agent.model import build_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from l2agent.bgp.frr_state import FrrState, parse_bfd_peers, parse_bgp_neighbors
+from l2agent.bgp.metrics import BgpMetrics
 from l2agent.bgp.reload_outcome import ReloadOutcome, ReloadResult
-from l2agent.metrics import BgpMetrics
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "frr"
 

@@ -28,10 +28,10 @@ from prometheus_client import CollectorRegistry
 
 from gossip.events import DropReason as GossipDrop
 from l2agent.bgp.frr_state import BfdPeer, BgpSession, FrrState
+from l2agent.bgp.metrics import BgpMetrics
 from l2agent.bgp.reload_outcome import ReloadOutcome, ReloadResult
 from l2agent.health import HealthServer, speaker_status
 from l2agent.metrics import (
-    BgpMetrics,
     ControllerMetrics,
     MemberRow,
     OwnershipChange,
