@@ -30,9 +30,9 @@ from l2agent.controller.planner import (
     pool_status,
     pool_usage,
 )
-from l2agent.heartbeat import Heartbeats, Stuck
 from l2agent.kube.cache import WatchedObjects
 from l2agent.kube.events import CONTROLLER_COMPONENT, EventRecorder, ObjectRef, Reason
+from l2agent.kube.heartbeat import Heartbeats, Stuck
 from l2agent.kube.lease import LeaseConfig, LeaseElector
 from l2agent.kube.secret import MEMBERLIST_SECRET, SecretOutcome, ensure_memberlist_secret
 from l2agent.kube.status import AllocationWrite, ServiceStatusWriter

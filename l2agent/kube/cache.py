@@ -18,8 +18,8 @@ from typing import Any
 
 from kubernetes import client
 
-from l2agent.heartbeat import Heartbeats
 from l2agent.kube.events import ObjectRef
+from l2agent.kube.heartbeat import Heartbeats
 from l2agent.kube.watch import RESOURCES, Delta, DeltaKind, WatchConfig, Watcher
 
 __all__ = ["WatchedObjects"]

@@ -27,9 +27,10 @@ from typing import Any
 
 from kubernetes import client
 
-from l2agent.heartbeat import Heartbeats, Stuck
 from l2agent.kube.cache import WatchedObjects
 from l2agent.kube.events import SPEAKER_COMPONENT, EventRecorder, ObjectRef, Reason
+from l2agent.kube.heartbeat import Heartbeats, Stuck
+from l2agent.kube.ratelimit import TokenBucket
 from l2agent.kube.status import (
     BGP_STATUS,
     L2_STATUS,
@@ -41,7 +42,6 @@ from l2agent.kube.watch import WatchConfig
 from l2agent.model.crds import InterfaceSelection
 from l2agent.model.problems import ObjectProblem
 from l2agent.model.snapshot import BuildResult, build_state
-from l2agent.ratelimit import TokenBucket
 
 __all__ = ["SPEAKER_RESOURCES", "STATUS_KINDS", "KubeSource", "SourceConfig"]
 

@@ -27,8 +27,8 @@ from typing import Any
 from kubernetes import client
 
 from l2agent.kube.convert import ApiFailure, api_failure, call, call_json
+from l2agent.kube.ratelimit import TokenBucket
 from l2agent.model.types import IPAddress
-from l2agent.ratelimit import TokenBucket
 
 __all__ = [
     "ALLOCATED_FROM_POOL",

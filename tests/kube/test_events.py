@@ -17,6 +17,7 @@ from l2agent.kube.events import (
     Reason,
     build_event,
 )
+from l2agent.kube.ratelimit import TokenBucket
 from l2agent.kube.status import (
     ALLOCATED_FROM_POOL,
     LABEL_NODE,
@@ -27,7 +28,6 @@ from l2agent.kube.status import (
     ServiceStatusWriter,
     plan_node_status,
 )
-from l2agent.ratelimit import TokenBucket
 
 NS = "metallb-system"
 

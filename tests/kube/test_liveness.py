@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from l2agent.controller.runner import Controller, ControllerConfig
 from l2agent.health import HealthServer
-from l2agent.heartbeat import Heartbeats, Stuck
 from l2agent.kube.convert import new_api_client
+from l2agent.kube.heartbeat import Heartbeats, Stuck
 from l2agent.kube.lease import LeaseConfig
 from l2agent.kube.watch import RESOURCES, DeltaKind, WatchConfig, Watcher
 

@@ -1,10 +1,10 @@
-"""The token bucket behind every rate-limited writer (`l2agent.ratelimit`)."""
+"""The token bucket behind every rate-limited writer (`l2agent.kube.ratelimit`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from l2agent.ratelimit import TokenBucket
+from l2agent.kube.ratelimit import TokenBucket
 
 
 def test_starts_full_then_refills_at_its_rate_up_to_its_burst() -> None:
