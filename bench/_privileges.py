@@ -83,6 +83,9 @@ def _caps(mask: int) -> list[str]:
     return sorted(_BITS_CAP.get(b, f"bit{b}") for b in range(64) if mask >> b & 1)
 
 
+_RESET_ON_FORK = getattr(os, "SCHED_RESET_ON_FORK", 0x40000000)
+
+
 def process_privileges(pid: int) -> dict[str, Any]:
     """What a running process holds: effective capabilities, no_new_privs, the
     scheduling policy and priority (SCHED_RR only when SYS_NICE did its job)."""
@@ -90,7 +93,10 @@ def process_privileges(pid: int) -> dict[str, Any]:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         fields[key] = value.strip()
-    policy = os.sched_getscheduler(pid)
+    raw = os.sched_getscheduler(pid)
+    # the speaker sets SCHED_RESET_ON_FORK with SCHED_RR (its children start at SCHED_OTHER);
+    # the kernel reports it or-ed into the policy
+    policy = raw & ~_RESET_ON_FORK
     names = {os.SCHED_OTHER: "SCHED_OTHER", os.SCHED_RR: "SCHED_RR", os.SCHED_FIFO: "SCHED_FIFO"}
     return {
         "effective_capabilities": _caps(int(fields["CapEff"], 16)),
@@ -98,4 +104,5 @@ def process_privileges(pid: int) -> dict[str, Any]:
         "no_new_privs": fields.get("NoNewPrivs") == "1",
         "scheduler": names.get(policy, str(policy)),
         "rt_priority": os.sched_getparam(pid).sched_priority,
+        "reset_on_fork": bool(raw & _RESET_ON_FORK),
     }

@@ -69,3 +69,20 @@ def test_the_wrapper_follows_the_manifest(tmp_path: Path) -> None:
     other.write_text(yaml.safe_dump_all(docs))
     assert daemonset_wrapper(other)[3] == "--bounding-set=-all,+net_raw"
     assert process_privileges(os.getpid())["effective_capabilities"]  # we are full root
+
+
+def test_a_policy_with_reset_on_fork_reads_as_its_policy() -> None:
+    """The speaker asks for SCHED_RR | SCHED_RESET_ON_FORK; the soak's report must still
+    say SCHED_RR (it said 1073741826 once the speaker started setting the flag)."""
+    probe = PROBE.replace("os.SCHED_RR, ", "os.SCHED_RR | os.SCHED_RESET_ON_FORK, ")
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
+    held = json.loads(out)
+    if held["rr"] != "ok":
+        pytest.skip(f"this kernel/cgroup refuses SCHED_RR even to full root: {held['rr']}")
+    assert (held["scheduler"], held["rt_priority"], held["reset_on_fork"]) == ("SCHED_RR", 10, True)
