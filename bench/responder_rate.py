@@ -1,246 +1,389 @@
-"""ARP/NS answering: our responder against the Linux kernel, same lab, same interface, same run.
+"""ARP/NS answering: our data plane against the Linux kernel, same lab, same generators, same
+offered rates, same run.
 
-In a one-node lab, the node's kernel answers for the node's own addresses on eth0
-(192.0.2.11, 2001:db8::11) while our responder (``l2agent.lab.respond``) answers for VIPs
-on the same eth0 (192.0.2.200, 2001:db8::200). A load generator in the client namespace
-(request templates built by scapy, sent on an AF_PACKET socket) measures, per
-(protocol, answerer):
+One-node lab. node1's kernel answers for 64 addresses of its own on eth0 (198.18.1.0-63,
+2001:db8:1::0-3f); our data plane (``l2agent.lab.respond``: the speaker's ``DataPlane``)
+answers for 64 VIPs (198.18.2.0-63, 2001:db8:2::0-3f) on the same eth0. From the client:
 
-- latency: one request at a time, the time from send to the matching reply seen by the
-  client (p50/p99 over ``--samples`` requests), which includes the client's own overhead,
-  the same for both answerers;
-- rate: requests sent back to back for ``--seconds``, replies counted; ``sent_per_s`` shows
-  whether the generator (Python) rather than the answerer was the limit.
+- **rate sweep**: each generator (``python``: ``bench._l2gen``, one core, bursts every
+  millisecond; ``trafgen`` from netsniff-ng, one core) floods requests for one address at
+  each offered rate (0 = the generator's maximum), for the kernel's address and for ours
+  in turn. ``offered`` is what reached node1's eth0 (its receive counter), ``answered``
+  the replies the client's kernel counted (a filtered packet socket's statistics), and for
+  our data plane the CPU it used per 10,000 requests;
+- **latency** at 10,000 requests/s: the Python generator rotating over the 64 targets,
+  times taken by the client's kernel as the request left and the reply arrived;
+- **unowned flood**: trafgen at full rate for an address nobody owns: our CPU;
+- **cluster** (``--cluster``): three real speakers (gossip, fast preset, SCHED_RR as
+  shipped), both CPUs kept busy by two spinning processes, a full-rate trafgen flood for an
+  owned VIP and one for an unowned address: members suspected, member failures and
+  ownership changes counted from every speaker's /metrics before and after.
 
-Usage: ``python -m bench.responder_rate [--samples 2000] [--seconds 3] [--out FILE]``
-(root, iproute2). Writes JSON to ``bench/results/responder_rate.json`` by default.
-Numbers are measured, not asserted; on a shared 2-core machine they are noisy.
+Usage (root): ``flock /work/.cpu.lock python -m bench.responder_rate [--seconds 2]
+[--cluster] [--out FILE]``. Writes JSON to ``bench/results/responder_rate.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import platform
-import statistics
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
+from bench._stats import percentile
 from l2agent.lab.netns import Lab
-from l2agent.lab.topology import client_address, client_mac, node_address, vip
+from l2agent.lab.netns_thread import NetnsThread
+from l2agent.lab.topology import client_address, client_mac
 
 RESULTS = Path(__file__).resolve().parent / "results"
+WORKDIR = Path(tempfile.mkdtemp(prefix="l2bench-"))
+N_TARGETS = 64
+KERNEL4, OURS4, NOBODY4 = (
+    IPv4Address("198.18.1.0"),
+    IPv4Address("198.18.2.0"),
+    IPv4Address("198.18.3.1"),
+)
+KERNEL6, OURS6 = IPv6Address("2001:db8:1::"), IPv6Address("2001:db8:2::")
+PY_RATES = (10_000, 30_000, 60_000, 100_000, 130_000, 0)
+TRAFGEN_RATES = (10_000, 60_000, 130_000, 250_000, 0)
 
-# Runs inside the client namespace: argv = mode, proto, target, samples|seconds.
-_GENERATOR = r"""
-import json, select, socket, struct, sys, time
-from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
-from scapy.layers.l2 import ARP, Ether
-from scapy.utils6 import in6_getnsma, in6_getnsmac
-from socket import inet_pton, AF_INET6
 
-mode, proto, target, amount, me_mac, me4, me6 = sys.argv[1:8]
-amount = float(amount)
-if proto == "arp":
-    tmpl = bytes(Ether(src=me_mac, dst="ff:ff:ff:ff:ff:ff")
-                 / ARP(op=1, hwsrc=me_mac, psrc=me4, pdst=target))
-    want_type = b"\x08\x06"
-    tgt = socket.inet_aton(target)
-    def is_reply(f):
-        # ARP reply (op 2) whose sender protocol address is the target
-        return f[12:14] == want_type and f[20:22] == b"\x00\x02" and f[28:32] == tgt
-else:
-    group = in6_getnsma(inet_pton(AF_INET6, target))
-    tmpl = bytes(Ether(src=me_mac, dst=in6_getnsmac(group))
-                 / IPv6(src=me6, dst=socket.inet_ntop(AF_INET6, group), hlim=255)
-                 / ICMPv6ND_NS(tgt=target) / ICMPv6NDOptSrcLLAddr(lladdr=me_mac))
-    tgt = inet_pton(AF_INET6, target)
-    def is_reply(f):
-        # ICMPv6 (58) Neighbor Advertisement (136) for the target
-        return f[12:14] == b"\x86\xdd" and f[20] == 58 and f[54] == 136 and f[62:78] == tgt
+def _mac(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
 
-sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-sock.bind(("eth0", 0))
-sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-sock.setblocking(False)
 
-def drain():
-    n = 0
-    while True:
-        try:
-            f = sock.recv(2048)
-        except BlockingIOError:
-            return n
-        if is_reply(f):
-            n += 1
+def arp_request(target: IPv4Address) -> bytes:
+    from scapy.layers.l2 import ARP, Ether
 
-if mode == "latency":
-    rtts, lost = [], 0
-    for _ in range(int(amount)):
-        drain()
-        t0 = time.perf_counter()
-        sock.send(tmpl)
-        got = False
-        deadline = t0 + 0.2
-        while not got:
-            left = deadline - time.perf_counter()
-            if left <= 0 or not select.select([sock], [], [], left)[0]:
-                break
-            while True:
-                try:
-                    f = sock.recv(2048)
-                except BlockingIOError:
-                    break
-                if is_reply(f):
-                    rtts.append(time.perf_counter() - t0)
-                    got = True
-                    break
-        lost += not got
-    print(json.dumps({"rtts": rtts, "lost": lost}))
-else:
-    sent = replies = 0
+    me = _mac(client_mac())
+    pkt = Ether(dst="ff:ff:ff:ff:ff:ff", src=me) / ARP(
+        op=1, hwsrc=me, psrc=str(client_address(4)), pdst=str(target)
+    )
+    return bytes(pkt).ljust(60, b"\0")
+
+
+def ns_request(target: IPv6Address) -> bytes:
+    from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+    from scapy.layers.l2 import Ether
+
+    from l2agent.packets.ndp import solicited_node_address, solicited_node_mac
+
+    me = _mac(client_mac())
+    pkt = (
+        Ether(dst=_mac(solicited_node_mac(target)), src=me)
+        / IPv6(src=str(client_address(6)), dst=str(solicited_node_address(target)), hlim=255)
+        / ICMPv6ND_NS(tgt=str(target))
+        / ICMPv6NDOptSrcLLAddr(lladdr=me)
+    )
+    return bytes(pkt)
+
+
+def request(proto: str, target: IPv4Address | IPv6Address) -> bytes:
+    return arp_request(target) if proto == "arp" else ns_request(target)  # type: ignore[arg-type]
+
+
+# -- counting replies in the client's kernel ----------------------------------------------
+
+
+def _reply_program(proto: str, target: IPv4Address | IPv6Address) -> tuple:
+    """Classic BPF accepting replies for ``target``: ARP op 2 from it, or an NA for it."""
+    from l2agent.responder.bpf import (
+        ACCEPT_BYTES,
+        JEQ_K,
+        LD_W_ABS,
+        LDB_ABS,
+        LDH_ABS,
+        RET_K,
+        Assembler,
+    )
+
+    asm = Assembler()
+    asm.op(LDH_ABS, 12)
+    if proto == "arp":
+        asm.jump(JEQ_K, 0x0806, None, "no")
+        asm.op(LDH_ABS, 20)
+        asm.jump(JEQ_K, 2, None, "no")
+        asm.op(LD_W_ABS, 28)
+        asm.jump(JEQ_K, int(target), None, "no")
+    else:
+        asm.jump(JEQ_K, 0x86DD, None, "no")
+        asm.op(LDB_ABS, 20)
+        asm.jump(JEQ_K, 58, None, "no")
+        asm.op(LDB_ABS, 54)
+        asm.jump(JEQ_K, 136, None, "no")
+        for i in range(4):
+            asm.op(LD_W_ABS, 62 + 4 * i)
+            asm.jump(JEQ_K, (int(target) >> (96 - 32 * i)) & 0xFFFFFFFF, None, "no")
+    asm.op(RET_K, ACCEPT_BYTES)
+    asm.label("no")
+    asm.op(RET_K, 0)
+    return asm.assemble()
+
+
+class ReplyCounter:
+    """A packet socket in the client namespace that only counts: it is never read, its
+    buffer is one frame, and the kernel's PACKET_STATISTICS (received + dropped) say how
+    many replies matched. No per-reply work in Python, whatever the rate."""
+
+    def __init__(self, thread: NetnsThread, proto: str, target: IPv4Address | IPv6Address) -> None:
+        import socket
+
+        from l2agent.responder.bpf import attach_filter
+
+        def open_() -> socket.socket:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            attach_filter(sock, _reply_program(proto, target))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+            sock.bind(("eth0", 0x0003))
+            return sock
+
+        self._thread = thread
+        self._sock = thread.call(open_)
+        self.take()
+
+    def take(self) -> int:
+        """Replies since the last call."""
+        import struct
+
+        raw = self._thread.call(self._sock.getsockopt, 263, 6, 8)  # PACKET_STATISTICS
+        return int(struct.unpack("=II", raw)[0])
+
+    def close(self) -> None:
+        self._thread.call(self._sock.close)
+
+
+# -- lab plumbing -------------------------------------------------------------------------
+
+
+def _rx_packets(lab: Lab, role: str) -> int:
+    link = json.loads(lab.ip(role, "-s", "-j", "link", "show", "dev", "eth0"))[0]
+    return int(link["stats64"]["rx"]["packets"])
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _trafgen(lab: Lab, frame: bytes, rate: int, seconds: float) -> dict[str, Any]:
+    cfg = WORKDIR / f"frame-{frame.hex()[:24]}-{len(frame)}.cfg"
+    cfg.write_text("{ " + ", ".join(f"0x{b:02x}" for b in frame) + " }\n")
+    argv = ["trafgen", "-o", "eth0", "-i", str(cfg), "-P", "1"]
+    argv += ["--no-sock-mem", "--notouch-irq", "--no-cpu-stats"]  # touch no host setting
+    if rate:
+        argv += ["-b", f"{rate}pps", "-n", str(int(rate * seconds))]
     start = time.perf_counter()
-    end = start + amount
-    while time.perf_counter() < end:
-        for _ in range(32):
+    # trafgen forks its workers: run it in a session of its own and stop the whole group.
+    proc = lab.spawn(
+        "client", argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        if rate:
+            proc.wait(timeout=seconds * 3 + 10)
+        else:
+            time.sleep(seconds)
+    finally:
+        _stop_group(proc)
+        lab.stop(proc)
+    return {"seconds": time.perf_counter() - start}
+
+
+def _stop_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGINT to the process group ``proc`` leads, then SIGKILL if any member lingers."""
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
             try:
-                sock.send(tmpl)
-                sent += 1
-            except BlockingIOError:
-                break
-            except OSError:
-                break
-        replies += drain()
-    t_send = time.perf_counter() - start
-    settle = time.perf_counter() + 0.3
-    while time.perf_counter() < settle:
-        replies += drain()
-        time.sleep(0.01)
-    print(json.dumps({"sent": sent, "replies": replies, "seconds": t_send}))
-"""
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.05)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def _generate(lab: Lab, mode: str, proto: str, target: str, amount: float) -> dict[str, Any]:
-    argv = [
-        sys.executable,
-        "-c",
-        _GENERATOR,
-        mode,
-        proto,
-        target,
-        str(amount),
-        ":".join(f"{b:02x}" for b in client_mac()),
-        str(client_address(4)),
-        str(client_address(6)),
-    ]
-    out: dict[str, Any] = json.loads(lab.exec("client", argv, timeout=600))
+def _python_gen(lab: Lab, frame: bytes, rate: int, seconds: float) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "bench._l2gen", "send", frame.hex(), str(rate), str(seconds)]
+    out: dict[str, Any] = json.loads(lab.exec("client", argv, timeout=seconds * 3 + 30))
     return out
 
 
-def run(samples: int, seconds: float) -> dict[str, Any]:
-    v4, v6 = vip(0, 4), vip(0, 6)
+def _point(
+    lab: Lab,
+    counter: ReplyCounter,
+    flood: Callable[[], dict[str, Any]],
+    agent_pid: int,
+) -> dict[str, Any]:
+    rx0, cpu0 = _rx_packets(lab, "node1"), _cpu_seconds(agent_pid)
+    counter.take()
+    gen = flood()
+    time.sleep(0.3)  # replies still in flight
+    offered = _rx_packets(lab, "node1") - rx0
+    answered = counter.take()
+    cpu = _cpu_seconds(agent_pid) - cpu0
+    seconds = gen["seconds"]
+    return {
+        "offered_per_s": round(offered / seconds),
+        "answered_per_s": round(answered / seconds),
+        "answered_over_offered": round(answered / max(1, offered), 4),
+        "generator_sent_per_s": round(gen["sent"] / seconds) if "sent" in gen else None,
+        "responder_cpu_per_10k": round(cpu / max(1, offered) * 10_000, 5),
+        "responder_cpu_share": round(cpu / seconds, 4),
+    }
+
+
+def _start_agent(lab: Lab) -> Any:
+    owned = [str(OURS4 + i) for i in range(N_TARGETS)] + [str(OURS6 + i) for i in range(N_TARGETS)]
+    agent = lab.spawn(
+        "node1",
+        [sys.executable, "-m", "l2agent.lab.respond", "--iface", "eth0", "--rounds", "1",
+         "--realtime-priority", "10", "--own", *owned],  # SCHED_RR 10: the speaker's default
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert agent.stdout is not None
+    ready = json.loads(agent.stdout.readline())
+    if not ready.get("ready"):
+        raise SystemExit(f"responder did not start: {ready}")
+    return agent
+
+
+def _kernel_addresses(lab: Lab) -> None:
+    for i in range(N_TARGETS):
+        lab.ip("node1", "addr", "add", f"{KERNEL4 + i}/32", "dev", "eth0")
+        lab.ip("node1", "addr", "add", f"{KERNEL6 + i}/128", "dev", "eth0", "nodad")
+
+
+def sweep(seconds: float, py_rates: tuple[int, ...], tg_rates: tuple[int, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {"rate": [], "latency_10k": {}, "unowned_flood": {}}
+    with Lab(nodes=1, vips=()) as lab:
+        _kernel_addresses(lab)
+        agent = _start_agent(lab)
+        client = NetnsThread(lab.netns("client"))
+        try:
+            targets = {
+                ("arp", "kernel"): KERNEL4, ("arp", "l2agent"): OURS4,
+                ("ns", "kernel"): KERNEL6, ("ns", "l2agent"): OURS6,
+            }  # fmt: skip
+            counters = {k: ReplyCounter(client, k[0], t) for k, t in targets.items()}
+            for proto in ("arp", "ns"):
+                for gen, rates in (("python", py_rates), ("trafgen", tg_rates)):
+                    for rate in rates:
+                        for who in ("kernel", "l2agent"):
+                            frame = request(proto, targets[(proto, who)])
+                            flood = functools.partial(
+                                _python_gen if gen == "python" else _trafgen,
+                                lab, frame, rate, seconds,
+                            )  # fmt: skip
+                            point = _point(lab, counters[(proto, who)], flood, agent.pid)
+                            row = {"proto": proto, "generator": gen, "rate": rate or "max",
+                                   "answerer": who, **point}  # fmt: skip
+                            out["rate"].append(row)
+                            print(json.dumps(row), flush=True)
+                for who, base in (("kernel", KERNEL4 if proto == "arp" else KERNEL6),
+                                  ("l2agent", OURS4 if proto == "arp" else OURS6)):  # fmt: skip
+                    frames = [request(proto, base + i).hex() for i in range(N_TARGETS)]
+                    cpu0 = _cpu_seconds(agent.pid)
+                    lat = json.loads(lab.exec("client", [
+                        sys.executable, "-m", "bench._l2gen", "latency", "10000",
+                        str(max(seconds, 3.0)), *frames], timeout=120))  # fmt: skip
+                    values = lat["latencies_us"]
+                    row = {
+                        "sent": lat["sent"],
+                        "answered": len(values),
+                        "unanswered": lat["unanswered"],
+                        "p50_us": round(percentile(values, 50), 1) if values else None,
+                        "p99_us": round(percentile(values, 99), 1) if values else None,
+                        "max_us": round(max(values), 1) if values else None,
+                        "responder_cpu_per_10k": round(
+                            (_cpu_seconds(agent.pid) - cpu0) / max(1, lat["sent"]) * 10_000, 5
+                        ),
+                    }
+                    out["latency_10k"][f"{proto}/{who}"] = row
+                    print(f"latency {proto}/{who}", json.dumps(row), flush=True)
+            # Nobody owns this address: the kernel filter must keep the flood out of Python.
+            cpu0, t0 = _cpu_seconds(agent.pid), time.perf_counter()
+            rx0 = _rx_packets(lab, "node1")
+            _trafgen(lab, request("arp", NOBODY4), 0, seconds)
+            elapsed = time.perf_counter() - t0
+            out["unowned_flood"] = {
+                "offered_per_s": round((_rx_packets(lab, "node1") - rx0) / elapsed),
+                "responder_cpu_share": round((_cpu_seconds(agent.pid) - cpu0) / elapsed, 4),
+            }
+            print("unowned flood", json.dumps(out["unowned_flood"]), flush=True)
+            assert agent.stdin is not None and agent.stdout is not None
+            agent.stdin.write("counters\n")
+            agent.stdin.flush()
+            out["l2agent_counters"] = json.loads(agent.stdout.readline())
+            for c in counters.values():
+                c.close()
+        finally:
+            client.close()
+    return out
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    """Ratios of our answered/offered to the kernel's at each (proto, generator, rate)."""
+    rows = {(r["proto"], r["generator"], r["rate"], r["answerer"]): r for r in result["rate"]}
+    ratios = []
+    for (proto, gen, rate, who), row in rows.items():
+        if who != "l2agent":
+            continue
+        kernel = rows[(proto, gen, rate, "kernel")]
+        ratios.append({
+            "proto": proto, "generator": gen, "rate": rate,
+            "offered_per_s": row["offered_per_s"],
+            "kernel_offered_per_s": kernel["offered_per_s"],
+            "ours": row["answered_over_offered"],
+            "kernel": kernel["answered_over_offered"],
+            "ratio": round(
+                row["answered_over_offered"] / max(1e-9, kernel["answered_over_offered"]), 4
+            ),
+            "cpu_per_10k": row["responder_cpu_per_10k"],
+        })  # fmt: skip
+    return {"vs_kernel": ratios}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="flood length per point")
+    parser.add_argument("--cluster", action="store_true", help="also the 3-speaker flood")
+    parser.add_argument("--quick", action="store_true", help="fewer rates (a smoke run)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "responder_rate.json")
+    args = parser.parse_args(argv)
+    py_rates, tg_rates = (PY_RATES, TRAFGEN_RATES) if not args.quick else ((10_000, 0), (0,))
     results: dict[str, Any] = {
         "bench": "responder_rate",
+        "command": "python -m bench.responder_rate "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_avg_at_start": os.getloadavg(),
-        "samples": samples,
-        "seconds": seconds,
-        "cases": {},
+        "seconds": args.seconds,
     }
-    with Lab(nodes=1, vips=(v4, v6)) as lab:
-        agent = lab.spawn(
-            "node1",
-            [
-                sys.executable,
-                "-m",
-                "l2agent.lab.respond",
-                "--iface",
-                "eth0",
-                "--own",
-                str(v4),
-                str(v6),
-                "--rounds",
-                "1",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert agent.stdout is not None and agent.stdin is not None
-        ready = json.loads(agent.stdout.readline())
-        if not ready.get("ready"):
-            raise SystemExit(f"responder did not start: {ready}")
-        targets = {
-            ("arp", "kernel"): str(node_address(1, 4)),
-            ("arp", "l2agent"): str(v4),
-            ("ns", "kernel"): str(node_address(1, 6)),
-            ("ns", "l2agent"): str(v6),
-        }
-        for (proto, who), target in targets.items():
-            lat = _generate(lab, "latency", proto, target, samples)
-            rate = _generate(lab, "rate", proto, target, seconds)
-            rtts_us = [r * 1e6 for r in lat["rtts"]]
-            case = {
-                "target": target,
-                "latency_us": {
-                    "p50": round(_percentile(rtts_us, 0.50), 1),
-                    "p99": round(_percentile(rtts_us, 0.99), 1),
-                    "mean": round(statistics.fmean(rtts_us), 1) if rtts_us else None,
-                    "answered": len(rtts_us),
-                    "lost": lat["lost"],
-                },
-                "rate": {
-                    "sent_per_s": round(rate["sent"] / rate["seconds"]),
-                    "replies_per_s": round(rate["replies"] / rate["seconds"]),
-                    "reply_ratio": round(rate["replies"] / max(1, rate["sent"]), 3),
-                    # All requests answered: the Python generator, not the answerer, was the
-                    # limit, so replies_per_s is a lower bound for this answerer.
-                    "limited_by": "generator"
-                    if rate["replies"] >= 0.99 * rate["sent"]
-                    else "answerer",
-                },
-            }
-            results["cases"][f"{proto}/{who}"] = case
-            print(f"{proto:3} {who:7} {json.dumps(case)}", flush=True)
-        agent.stdin.write("counters\n")
-        agent.stdin.flush()
-        results["l2agent_counters"] = json.loads(agent.stdout.readline())
-    for proto in ("arp", "ns"):
-        ours, kernel = results["cases"][f"{proto}/l2agent"], results["cases"][f"{proto}/kernel"]
-        results[f"{proto}_ratio_vs_kernel"] = {
-            "replies_per_s": round(
-                ours["rate"]["replies_per_s"] / max(1, kernel["rate"]["replies_per_s"]), 3
-            ),
-            "latency_p50": round(ours["latency_us"]["p50"] / kernel["latency_us"]["p50"], 3),
-            "latency_p99": round(ours["latency_us"]["p99"] / kernel["latency_us"]["p99"], 3),
-        }
-    return results
+    results.update(sweep(args.seconds, py_rates, tg_rates))
+    results.update(summarize(results))
+    if args.cluster:
+        from bench.responder_flood import cluster_flood
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=2000, help="latency requests per case")
-    parser.add_argument("--seconds", type=float, default=3.0, help="rate test length per case")
-    parser.add_argument("--out", type=Path, default=RESULTS / "responder_rate.json")
-    args = parser.parse_args(argv)
-    results = run(args.samples, args.seconds)
+        results["cluster"] = cluster_flood(args.seconds * 5)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
+    for row in results["vs_kernel"]:
+        print(json.dumps(row))
     print(f"wrote {args.out}")
     return 0
 

@@ -459,6 +459,14 @@ class SpeakerMetrics(_ConfigMetrics):
             ["interface", "coverage"],
             registry=registry,
         )
+        self._overruns = Counter(
+            "l2agent_responder_overruns",
+            "ARP/NS frames the kernel dropped because the responder did not read them in "
+            "time: a flood beyond the data path's budget (it answers at most its share of "
+            "a core, so gossip and timers keep running).",
+            ["interface"],
+            registry=registry,
+        )
         self._conflicts = Counter(
             "l2agent_address_conflicts",
             "Another MAC answered ARP/NS for a service IP this node owns.",
@@ -475,6 +483,11 @@ class SpeakerMetrics(_ConfigMetrics):
     def response_sent(self, ip: IPLike, count: int = 1) -> None:
         """We sent ARP replies / NAs in answer."""
         self._l2.inc("metallb_layer2_responses_sent", ip, float(count))
+
+    def overrun(self, ifname: str, frames: int) -> None:
+        """The kernel dropped ``frames`` ARP/NS for ``ifname`` that the responder did not
+        read in time (a flood beyond its budget)."""
+        self._overruns.labels(interface=ifname).inc(frames)
 
     def filter_coverage(self, ifname: str, coverage: enum.Enum) -> None:
         """The responder's kernel filter on ``ifname`` now has ``coverage`` (a

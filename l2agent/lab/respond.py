@@ -20,6 +20,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 import sys
 from collections.abc import Mapping
 
@@ -27,6 +28,7 @@ from l2agent.announce.schedule import AnnounceConfig
 from l2agent.interfaces.inventory import Interface
 from l2agent.model.crds import InterfaceSelection
 from l2agent.model.types import IPAddress, format_mac
+from l2agent.responder.budget import DataPathBudget
 from l2agent.responder.loop import MemoryCounters, Responder
 from l2agent.speaker.dataplane import DataPlane
 
@@ -42,10 +44,12 @@ class Driver:
     """The speaker's own data plane (:class:`l2agent.speaker.dataplane.DataPlane`) told to announce
     ``own``'s IPs on one interface: what a speaker does once its plan is made."""
 
-    def __init__(self, ifname: str, config: AnnounceConfig) -> None:
+    def __init__(
+        self, ifname: str, config: AnnounceConfig, budget: DataPathBudget | None = None
+    ) -> None:
         self.ifname = ifname
         self.counters = MemoryCounters()
-        self.plane = DataPlane(self.counters, config)
+        self.plane = DataPlane(self.counters, config, budget=budget)
         self.owned: frozenset[IPAddress] = frozenset()
         self._loop = asyncio.get_running_loop()
 
@@ -73,8 +77,10 @@ def _parse_ips(words: list[str]) -> frozenset[IPAddress]:
     return frozenset(ipaddress.ip_address(w) for w in words)
 
 
-async def run(ifname: str, own: list[str], config: AnnounceConfig) -> None:
-    driver = Driver(ifname, config)
+async def run(
+    ifname: str, own: list[str], config: AnnounceConfig, budget: DataPathBudget | None = None
+) -> None:
+    driver = Driver(ifname, config, budget)
     iface = await driver.start()
     driver.own(_parse_ips(own))
     _emit({"ready": True, "iface": ifname, "mac": format_mac(iface.mac)})
@@ -111,14 +117,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--own", nargs="*", default=[], help="IPs owned from the start")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--interval", type=float, default=1.1)
+    parser.add_argument(
+        "--realtime-priority",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run at SCHED_RR priority N, as the speaker does by default (benchmarks)",
+    )
+    parser.add_argument(
+        "--share", type=float, default=None, help="DataPathBudget.share (default: its own)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if args.realtime_priority > 0:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(args.realtime_priority))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    asyncio.run(run(args.iface, args.own, AnnounceConfig(args.rounds, args.interval)))
+    budget = DataPathBudget(share=args.share) if args.share is not None else None
+    asyncio.run(run(args.iface, args.own, AnnounceConfig(args.rounds, args.interval), budget))
     return 0
 
 

@@ -47,13 +47,16 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from ipaddress import IPv6Address
-from typing import Protocol
+from typing import Any, Protocol
 
 from l2agent.model.types import IPAddress, format_mac
 from l2agent.packets.ndp import solicited_node_address, solicited_node_mac
 from l2agent.responder.bpf import PROGRAM, attach_filter
+from l2agent.responder.budget import DataPathBudget, DutyCycle
 from l2agent.responder.decide import Drop, DropReason, InterfaceView, Owned, Reply, decide
 from l2agent.responder.filter import Coverage, OwnedFilter, owned_filter
+from l2agent.responder.ring import RingConfig, RingSocket
+from l2agent.responder.templates import ReplyTemplates
 
 __all__ = ["MemoryCounters", "Responder", "ResponderCounters", "answered_here"]
 
@@ -73,8 +76,6 @@ _IPV6_MREQ = struct.Struct("=16sI")  # struct ipv6_mreq
 _AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
 _CMSG_SPACE = socket.CMSG_SPACE(_AUXDATA.size)
 _MAX_FRAME = 2048
-_BATCH = 64
-"""Frames read per wake-up before yielding to the event loop (fairness vs. syscalls)."""
 
 
 class ResponderCounters(Protocol):
@@ -92,6 +93,10 @@ class ResponderCounters(Protocol):
     def filter_coverage(self, ifname: str, coverage: Coverage) -> None:
         """The kernel filter on ``ifname`` now has this coverage (PASS_ALL: unfiltered)."""
 
+    def overrun(self, ifname: str, frames: int) -> None:
+        """The kernel dropped ``frames`` for ``ifname``: we did not read them in time (a
+        flood beyond the data path's budget)."""
+
 
 class MemoryCounters:
     """``ResponderCounters`` (and the sender's ``gratuitous_sent``) kept in plain Counters,
@@ -103,6 +108,7 @@ class MemoryCounters:
         self.gratuitous: Counter[IPAddress] = Counter()
         self.drops: Counter[str] = Counter()
         self.filters: dict[str, str] = {}
+        self.overruns: Counter[str] = Counter()
 
     def request_received(self, ip: IPAddress, count: int = 1) -> None:
         self.requests[ip] += count
@@ -112,6 +118,9 @@ class MemoryCounters:
 
     def filter_coverage(self, ifname: str, coverage: Coverage) -> None:
         self.filters[ifname] = coverage.value
+
+    def overrun(self, ifname: str, frames: int) -> None:
+        self.overruns[ifname] += frames
 
     def gratuitous_sent(self, ip: IPAddress, count: int = 1) -> None:
         self.gratuitous[ip] += count
@@ -126,6 +135,7 @@ class MemoryCounters:
             "gratuitous": {str(k): v for k, v in self.gratuitous.items()},
             "drops": dict(self.drops),
             "filters": dict(self.filters),
+            "overruns": dict(self.overruns),
         }
 
 
@@ -144,6 +154,9 @@ class Responder:
     ``counters``: a :class:`ResponderCounters`.
     ``owned``: what this interface answers for at start (see :meth:`set_owned`).
     ``loop``: the event loop to read in; default: the running loop at :meth:`open`.
+    ``budget``: frames per wake-up and the share of the loop the data path may take.
+    ``ring``: sizes of the packet rings; ``None`` reads and sends a frame per system call
+    (also the fallback when the kernel refuses a ring).
     """
 
     def __init__(
@@ -153,6 +166,9 @@ class Responder:
         counters: ResponderCounters,
         owned: Owned = frozenset(),
         loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        budget: DataPathBudget | None = None,
+        ring: RingConfig | None = RingConfig(),  # noqa: B008 (frozen, shared on purpose)
     ) -> None:
         self.iface = iface
         self._view = replace(iface, link_local=None)  # solicited NA source = the VIP
@@ -164,8 +180,15 @@ class Responder:
         self._groups: dict[bytes, set[IPv6Address]] = {}
         self._mld: socket.socket | None = None
         self._send_errors = 0
+        self._decide_errors = 0
         self._filter: OwnedFilter | None = None
         self._filter_key: tuple[bytes, frozenset[IPAddress]] | None = None
+        self._templates = ReplyTemplates(iface.mac, ())
+        self._budget = budget or DataPathBudget()
+        self._ring_config = ring
+        self._ring: RingSocket | None = None
+        self._cycle: DutyCycle | None = None
+        self._resting: asyncio.TimerHandle | None = None
         self.on_conflict: Callable[[IPAddress, bytes], None] | None = None
         """Called when another MAC claims an IP this interface announces."""
 
@@ -178,19 +201,25 @@ class Responder:
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        ring: RingSocket | None = None
         try:
             self._attach(sock)
-            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             try:
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            except OSError:  # kernel < 4.20: outgoing frames are skipped by pkttype below
+            except OSError:  # kernel < 4.20: outgoing frames are skipped by pkttype
                 pass
+            ring = self._open_ring(sock)
+            if ring is None:
+                sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             sock.bind((self.iface.name, ETH_P_ALL))
             sock.setblocking(False)
         except BaseException:
+            if ring is not None:
+                ring.close()
             sock.close()
             raise
-        self._sock = sock
+        self._sock, self._ring = sock, ring
+        self._cycle = DutyCycle(self._budget, loop.time())
         try:
             self._mld = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         except OSError as exc:  # IPv6 disabled in this kernel: NIC filter only
@@ -207,6 +236,10 @@ class Responder:
     def close(self) -> None:
         """Stop reading and close the socket (the kernel drops its group memberships)."""
         sock, self._sock = self._sock, None
+        ring, self._ring = self._ring, None
+        if self._resting is not None:
+            self._resting.cancel()
+            self._resting = None
         self._groups.clear()
         self._filter_key = None
         mld, self._mld = self._mld, None
@@ -217,6 +250,8 @@ class Responder:
         if self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(sock.fileno())
+        if ring is not None:
+            ring.close()
         sock.close()
         log.info("responder on %s closed", self.iface.name)
 
@@ -261,6 +296,7 @@ class Responder:
         key = (self.iface.mac, answered_here(self._owned, self.iface.name))
         if key == self._filter_key:
             return
+        self._templates = ReplyTemplates(*key)
         new = owned_filter(*key)
         try:
             attach_filter(sock, new.program)
@@ -332,11 +368,80 @@ class Responder:
 
     # -- the data path ----------------------------------------------------------------------
 
+    def _open_ring(self, sock: socket.socket) -> RingSocket | None:
+        if self._ring_config is None:
+            return None
+        try:
+            return RingSocket(sock, self._ring_config)
+        except OSError as exc:  # no memory for the ring, or an old kernel: a frame a call
+            log.warning("%s: no packet ring (%s): one system call per frame", self.iface.name, exc)
+            return None
+
     def _readable(self) -> None:
-        sock = self._sock
-        if sock is None:
+        sock, loop, cycle = self._sock, self._loop, self._cycle
+        if sock is None or loop is None or cycle is None:
             return
-        for _ in range(_BATCH):
+        start = loop.time()
+        if self._ring is not None:
+            self._serve_ring(self._ring)
+        else:
+            self._serve_socket(sock)
+        resume = cycle.spent(start, loop.time())
+        if resume is not None:  # the budget is spent: rest, let timers and gossip run
+            loop.remove_reader(sock.fileno())
+            self._resting = loop.call_at(resume, self._wake)
+            if self._ring is not None:
+                overrun = self._ring.drops()
+                if overrun:
+                    self._counters.overrun(self.iface.name, overrun)
+
+    def _wake(self) -> None:
+        self._resting = None
+        if self._sock is not None and self._loop is not None:
+            self._loop.add_reader(self._sock.fileno(), self._readable)
+
+    def _serve_ring(self, ring: RingSocket) -> None:
+        """One wake-up: read a bounded batch, answer it, send the answers in one call."""
+        answer = self._templates.answer
+        judge = self._judge
+        tally: dict[int, list[Any]] = {}  # id(ip) -> [ip, count]: IP objects hash slowly
+
+        def respond(frame: bytes, vlan: int | None) -> bytes | None:
+            fast = answer(frame, vlan)
+            if fast is None:
+                outcome = judge(frame, vlan)
+                if isinstance(outcome, Drop):
+                    return None
+                fast = outcome.frame, outcome.ip
+            reply, ip = fast
+            seen = tally.get(id(ip))
+            if seen is None:
+                tally[id(ip)] = [ip, 1]
+            else:
+                seen[1] += 1
+            return reply
+
+        unsent = ring.exchange(self._budget.frames_per_wakeup, respond)
+        if not tally:
+            return
+        sent = self._flush(ring)
+        per_ip: dict[IPAddress, int] = {}
+        for ip, n in tally.values():
+            per_ip[ip] = per_ip.get(ip, 0) + n
+        for ip, n in per_ip.items():
+            self._counters.request_received(ip, n)
+        if not sent:
+            return
+        if unsent:  # no free send slot (never seen in practice): charge the busiest IP
+            busiest = max(per_ip, key=per_ip.__getitem__)
+            per_ip[busiest] -= unsent
+            self._send_failed(OSError(f"{unsent} replies found the send ring full"))
+        for ip, n in per_ip.items():
+            if n > 0:
+                self._counters.response_sent(ip, n)
+
+    def _serve_socket(self, sock: socket.socket) -> None:
+        for _ in range(self._budget.frames_per_wakeup):
             try:
                 frame, ancdata, _flags, addr = sock.recvmsg(_MAX_FRAME, _CMSG_SPACE)
             except (BlockingIOError, InterruptedError):
@@ -350,43 +455,65 @@ class Responder:
                 continue
             self.handle_frame(frame, _vlan_from(ancdata))
 
-    def handle_frame(self, frame: bytes, vlan: int | None = None) -> Reply | Drop:
-        """Decide on one received frame, send the answer, count. Never raises."""
+    def _judge(self, frame: bytes, vlan: int | None) -> Reply | Drop:
+        """``decide`` for a frame the templates did not answer; counts drops and reports
+        conflicts. Never raises."""
         try:
             outcome = decide(frame, self._view, self._owned, vlan)
         except Exception:  # decide promises not to raise; a bug must not stop the data path
-            log.exception("%s: decide failed on a %d-byte frame", self.iface.name, len(frame))
-            self._counters.dropped(DropReason.MALFORMED)
-            return Drop(DropReason.MALFORMED)
+            self._decide_errors += 1
+            if self._decide_errors == 1 or self._decide_errors % 1000 == 0:
+                log.exception(
+                    "%s: decide failed on a %d-byte frame (%d so far)",
+                    self.iface.name,
+                    len(frame),
+                    self._decide_errors,
+                )
+            outcome = Drop(DropReason.MALFORMED)
         if isinstance(outcome, Drop):
             self._counters.dropped(outcome.reason)
             if outcome.reason == DropReason.ADDRESS_CONFLICT and self.on_conflict is not None:
                 assert outcome.ip is not None and outcome.sender_mac is not None
                 self.on_conflict(outcome.ip, outcome.sender_mac)
-            if outcome.reason == DropReason.MALFORMED:
-                log.debug("%s: malformed frame (%s)", self.iface.name, outcome.detail)
-            return outcome
-        self._counters.request_received(outcome.ip)
-        if self.send(outcome.frame):
-            self._counters.response_sent(outcome.ip)
         return outcome
+
+    def handle_frame(self, frame: bytes, vlan: int | None = None) -> Reply | Drop:
+        """Decide on one received frame, send the answer, count. Never raises."""
+        outcome = self._judge(frame, vlan)
+        if isinstance(outcome, Reply):
+            self._counters.request_received(outcome.ip)
+            if self.send(outcome.frame):
+                self._counters.response_sent(outcome.ip)
+        return outcome
+
+    def _flush(self, ring: RingSocket) -> bool:
+        try:
+            ring.flush()
+        except OSError as exc:
+            self._send_failed(exc)
+            return False
+        return True
 
     def send(self, frame: bytes) -> bool:
         """Send one full Ethernet frame on this interface; False (and a log line) on error."""
         sock = self._sock
         if sock is None:
             return False
+        ring = self._ring
+        if ring is not None:
+            return ring.queue(frame) and self._flush(ring)
         try:
             sock.send(frame)
         except OSError as exc:
-            self._send_errors += 1
-            # Rate-limit: the first error, then every 100th (a cut cable fails every send).
-            if self._send_errors == 1 or self._send_errors % 100 == 0:
-                log.warning(
-                    "%s: send failed (%d so far): %s", self.iface.name, self._send_errors, exc
-                )
+            self._send_failed(exc)
             return False
         return True
+
+    def _send_failed(self, exc: OSError) -> None:
+        self._send_errors += 1
+        # Rate-limit: the first error, then every 100th (a cut cable fails every send).
+        if self._send_errors == 1 or self._send_errors % 100 == 0:
+            log.warning("%s: send failed (%d so far): %s", self.iface.name, self._send_errors, exc)
 
 
 def _vlan_from(ancdata: list[tuple[int, int, bytes]]) -> int | None:

@@ -27,6 +27,7 @@ from l2agent.interfaces.inventory import (
 )
 from l2agent.interfaces.netlink import NetlinkInventory
 from l2agent.model.types import IPAddress
+from l2agent.responder.budget import DataPathBudget
 from l2agent.responder.decide import InterfaceView
 from l2agent.responder.loop import Responder, ResponderCounters
 
@@ -45,7 +46,8 @@ class DataPlane:
     ``counters``: responder and gratuitous counters. ``exclude``: interface name regexes
     (MetalLB's defaults). ``on_sent(due, now)``: called after each round that left, so the
     speaker can time failovers and ownership changes from the first packet on the wire.
-    ``on_conflict(ip, mac)``: another MAC claimed an IP we announce.
+    ``on_conflict(ip, mac)``: another MAC claimed an IP we announce. ``budget``: how much
+    of the event loop the responders may take (``DataPathBudget``'s defaults when None).
     """
 
     def __init__(
@@ -56,8 +58,10 @@ class DataPlane:
         exclude: Sequence[str] = DEFAULT_EXCLUDE,
         on_sent: Callable[[Sequence[Due], float], None] | None = None,
         on_conflict: Callable[[IPAddress, bytes], None] | None = None,
+        budget: DataPathBudget | None = None,
     ) -> None:
         self._counters = counters
+        self._budget = budget
         self._exclude = tuple(exclude)
         self._schedule = AnnounceSchedule(announce)
         self.responders: dict[str, Responder] = {}
@@ -176,7 +180,7 @@ class DataPlane:
             responder = self.responders.get(name)
             if responder is None:
                 owned = self._desired.get(name, frozenset())
-                responder = Responder(view, iface.index, self._counters, owned)
+                responder = Responder(view, iface.index, self._counters, owned, budget=self._budget)
                 responder.on_conflict = self._on_conflict
                 try:
                     responder.open()
