@@ -26,12 +26,10 @@ Usage (root): ``flock /work/.cpu.lock python -m bench.responder_rate [--seconds 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._stats import percentile
+from l2agent.lab.load import busy_cpus, trafgen
 from l2agent.lab.netns import Lab
 from l2agent.lab.netns_thread import NetnsThread
 from l2agent.lab.topology import client_address, client_mac
@@ -177,41 +176,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _trafgen(lab: Lab, frame: bytes, rate: int, seconds: float) -> dict[str, Any]:
-    cfg = WORKDIR / f"frame-{frame.hex()[:24]}-{len(frame)}.cfg"
-    cfg.write_text("{ " + ", ".join(f"0x{b:02x}" for b in frame) + " }\n")
-    argv = ["trafgen", "-o", "eth0", "-i", str(cfg), "-P", "1"]
-    argv += ["--no-sock-mem", "--notouch-irq", "--no-cpu-stats"]  # touch no host setting
-    if rate:
-        argv += ["-b", f"{rate}pps", "-n", str(int(rate * seconds))]
-    start = time.perf_counter()
-    # trafgen forks its workers: run it in a session of its own and stop the whole group.
-    proc = lab.spawn(
-        "client", argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-    try:
-        if rate:
-            proc.wait(timeout=seconds * 3 + 10)
-        else:
-            time.sleep(seconds)
-    finally:
-        _stop_group(proc)
-        lab.stop(proc)
-    return {"seconds": time.perf_counter() - start}
-
-
-def _stop_group(proc: subprocess.Popen[Any]) -> None:
-    """SIGINT to the process group ``proc`` leads, then SIGKILL if any member lingers."""
-    for sig in (signal.SIGINT, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                return
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=0.05)
+    return {"seconds": trafgen(lab, "client", frame, rate, seconds, WORKDIR)}
 
 
 def _python_gen(lab: Lab, frame: bytes, rate: int, seconds: float) -> dict[str, Any]:
@@ -333,6 +298,67 @@ def sweep(seconds: float, py_rates: tuple[int, ...], tg_rates: tuple[int, ...]) 
     return out
 
 
+def cluster_flood(seconds: float) -> dict[str, Any]:
+    """Three real speakers, both CPUs busy, full-rate floods for an owned VIP and for an
+    address nobody owns: what each speaker's own counters say changed meanwhile."""
+    from l2agent.lab.speakers import LabSpeakers
+    from l2agent.lab.topology import UNOWNED_VIP4, vip
+    from l2agent.static import demo_config_path
+
+    gossip = (
+        "l2agent_gossip_suspicions_raised_total",
+        "l2agent_gossip_suspicions_refuted_total",
+        "l2agent_gossip_member_failures_total",
+        "l2agent_ownership_changes_total",
+        "metallb_layer2_responses_sent",
+        "l2agent_responder_overruns_total",
+    )
+    v4 = vip(0, 4)
+    out: dict[str, Any] = {"seconds_per_flood": seconds, "floods": {}}
+    with Lab(3, vips=[v4, vip(0, 6)]) as lab:
+        speakers = LabSpeakers(lab, demo_config_path(), workdir=WORKDIR)
+        try:
+            speakers.start_all()
+            owner = speakers.wait_owners([str(v4)], timeout=30)[str(v4)]
+            out["owner"] = owner
+            time.sleep(1.0)
+            pids = {n: p.pid for n, p in speakers.speakers.items()}
+            with busy_cpus(2):
+                for name, target in (("owned", v4), ("unowned", UNOWNED_VIP4)):
+                    before = {n: speakers.samples(n, *gossip) for n in lab.node_names}
+                    cpu0 = {n: _cpu_seconds(p) for n, p in pids.items()}
+                    tx0 = _tx_packets(lab, "client")
+                    took = trafgen(lab, "client", arp_request(target), 0, seconds, WORKDIR)  # type: ignore[arg-type]
+                    time.sleep(0.5)
+                    after = {n: speakers.samples(n, *gossip) for n in lab.node_names}
+                    out["floods"][name] = {
+                        "target": str(target),
+                        "offered_per_s": round((_tx_packets(lab, "client") - tx0) / took),
+                        "speaker_cpu_share": {
+                            n: round((_cpu_seconds(p) - cpu0[n]) / took, 4) for n, p in pids.items()
+                        },
+                        "changed": {n: _delta(before[n], after[n]) for n in lab.node_names},
+                    }
+                    print(f"cluster flood {name}", json.dumps(out["floods"][name]), flush=True)
+        finally:
+            speakers.close()
+    return out
+
+
+def _tx_packets(lab: Lab, role: str) -> int:
+    link = json.loads(lab.ip(role, "-s", "-j", "link", "show", "dev", "eth0"))[0]
+    return int(link["stats64"]["tx"]["packets"])
+
+
+def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    keys = set(before) | set(after)
+    return {
+        k: after.get(k, 0.0) - before.get(k, 0.0)
+        for k in sorted(keys)
+        if after.get(k, 0.0) != before.get(k, 0.0)
+    }
+
+
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
     """Ratios of our answered/offered to the kernel's at each (proto, generator, rate)."""
     rows = {(r["proto"], r["generator"], r["rate"], r["answerer"]): r for r in result["rate"]}
@@ -377,9 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     results.update(sweep(args.seconds, py_rates, tg_rates))
     results.update(summarize(results))
     if args.cluster:
-        from bench.responder_flood import cluster_flood
-
-        results["cluster"] = cluster_flood(args.seconds * 5)
+        results["cluster"] = cluster_flood(max(5.0, args.seconds * 2.5))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     for row in results["vs_kernel"]:

@@ -529,8 +529,8 @@ class SpeakerMetrics(_ConfigMetrics):
         self._failover.observe(seconds)
 
     def conflict_detected(self, ip: IPLike, mac: bytes) -> None:
-        """Another station answered for ``ip``, which we own; logged with its MAC."""
-        log.warning("address conflict: %s answered for %s, which this node owns", mac.hex(":"), ip)
+        """Another station claimed ``ip``, which we own (called once per frame: the data
+        plane logs conflicts at a bounded rate, with the MAC)."""
         self._conflicts.labels(ip=_label(ip)).inc()
 
     # Gossip.

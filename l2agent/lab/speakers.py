@@ -140,6 +140,17 @@ class LabSpeakers:
         text = self.fetch(node, "/status")
         return json.loads(text) if text else None
 
+    def samples(self, node: str, *names: str) -> dict[str, float]:
+        """Samples of the named metric families from ``node``'s /metrics, keyed by the
+        sample's text before the value (name and labels), e.g.
+        ``l2agent_gossip_suspicions_raised_total``."""
+        out: dict[str, float] = {}
+        for line in (self.fetch(node, "/metrics") or "").splitlines():
+            if line.startswith(names) and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                out[key] = float(value)
+        return out
+
     def owners(self) -> dict[str, set[str]]:
         """IP -> the nodes announcing it, from every running speaker's /status."""
         out: dict[str, set[str]] = {}

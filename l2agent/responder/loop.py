@@ -189,6 +189,7 @@ class Responder:
         self._ring: RingSocket | None = None
         self._cycle: DutyCycle | None = None
         self._resting: asyncio.TimerHandle | None = None
+        self._drops_read = 0.0
         self.on_conflict: Callable[[IPAddress, bytes], None] | None = None
         """Called when another MAC claims an IP this interface announces."""
 
@@ -285,6 +286,11 @@ class Responder:
         self._view = replace(iface, link_local=None)
         if self._sock is not None:
             self._attach(self._sock)
+
+    @property
+    def rests(self) -> int:
+        """How many times the data path used up its budget and rested."""
+        return self._cycle.rests if self._cycle is not None else 0
 
     @property
     def kernel_filter(self) -> OwnedFilter | None:
@@ -386,14 +392,16 @@ class Responder:
             self._serve_ring(self._ring)
         else:
             self._serve_socket(sock)
-        resume = cycle.spent(start, loop.time())
+        end = loop.time()
+        resume = cycle.spent(start, end)
         if resume is not None:  # the budget is spent: rest, let timers and gossip run
             loop.remove_reader(sock.fileno())
             self._resting = loop.call_at(resume, self._wake)
-            if self._ring is not None:
-                overrun = self._ring.drops()
-                if overrun:
-                    self._counters.overrun(self.iface.name, overrun)
+        if self._ring is not None and (resume is not None or end >= self._drops_read + 1.0):
+            self._drops_read = end
+            overrun = self._ring.drops()
+            if overrun:
+                self._counters.overrun(self.iface.name, overrun)
 
     def _wake(self) -> None:
         self._resting = None

@@ -83,8 +83,9 @@ class RingConfig:
 class RingSocket:
     """An RX and a TX ring on ``sock`` (an AF_PACKET socket not yet bound).
 
-    Set up before ``bind`` so no frame is queued outside the ring. ``read`` returns frames
-    the kernel handed over (at most ``budget``); ``queue`` + ``flush`` send replies.
+    Set up before ``bind`` so no frame is queued outside the ring. ``exchange`` reads what
+    the kernel handed over and queues the replies; ``queue`` queues one frame; ``flush``
+    sends everything queued.
     """
 
     def __init__(self, sock: socket.socket, config: RingConfig | None = None) -> None:
@@ -107,30 +108,6 @@ class RingSocket:
 
     def close(self) -> None:
         self._mm.close()
-
-    def read(self, budget: int) -> list[tuple[bytes, int | None]]:
-        """Up to ``budget`` received frames, with the VLAN ID the kernel moved out of each
-        (``None`` when untagged); frames this host sent are skipped."""
-        mm = self._mm
-        size = self.config.frame_size
-        count = self.config.rx_frames
-        index = self._rx_next
-        unpack = _HDR.unpack_from
-        out: list[tuple[bytes, int | None]] = []
-        for _ in range(budget):
-            base = index * size
-            status, _len, snaplen, mac, _net, _sec, _nsec, tci, _tpid = unpack(mm, base)
-            if not status & TP_STATUS_USER:
-                break
-            start = base + mac
-            frame = mm[start : start + snaplen]
-            outgoing = mm[base + _PKTTYPE] == PACKET_OUTGOING
-            mm[base : base + 4] = _ZERO  # the slot is the kernel's again
-            index = index + 1 if index + 1 < count else 0
-            if not outgoing:
-                out.append((frame, tci & 0x0FFF if status & TP_STATUS_VLAN_VALID else None))
-        self._rx_next = index
-        return out
 
     def exchange(self, budget: int, respond: Callable[[bytes, int | None], bytes | None]) -> int:
         """Read up to ``budget`` frames; queue ``respond(frame, vid)``'s reply for each, if
@@ -183,11 +160,6 @@ class RingSocket:
         self._tx_queued += queued
         self.tx_full += unsent
         return unsent
-
-    def pending(self) -> bool:
-        """True when the next slot already holds a frame (more to read without polling)."""
-        base = self._rx_next * self.config.frame_size
-        return bool(_STATUS.unpack_from(self._mm, base)[0] & TP_STATUS_USER)
 
     def queue(self, frame: bytes) -> bool:
         """Put ``frame`` in the next send slot; False when that slot is still in flight."""

@@ -4,16 +4,23 @@ schedule and the sender, kept in step with the interface inventory.
 The speaker hands it *what* this node announces (``apply``: IP -> interface selection from
 the plan); this object works out *where* (the inventory and the exclusion list), answers
 ARP/NS there at once, and sends gratuitous bursts for every gain. It owns the only timer of
-the announcer, re-armed from ``schedule.next_deadline()``.
+the announcer, re-armed from the schedule's and the conflict guard's next deadlines.
+
+Address conflicts (another MAC claiming one of our IPs) go to a ``ConflictGuard``: every
+claim is counted (``on_conflict``), the IP is re-announced at most once a second while
+claims go on (and once after the last), and they are logged (and reported through
+``on_conflict_report``) once when they start, every 10 s while they last, and when they end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+from l2agent.announce.defense import AddressConflict, ConflictGuard, DefenseConfig
 from l2agent.announce.schedule import AnnounceConfig, AnnounceSchedule, Due
 from l2agent.announce.sender import GratuitousCounters, Sender
 from l2agent.interfaces.inventory import (
@@ -26,7 +33,7 @@ from l2agent.interfaces.inventory import (
     responder_interfaces,
 )
 from l2agent.interfaces.netlink import NetlinkInventory
-from l2agent.model.types import IPAddress
+from l2agent.model.types import IPAddress, format_mac
 from l2agent.responder.budget import DataPathBudget
 from l2agent.responder.decide import InterfaceView
 from l2agent.responder.loop import Responder, ResponderCounters
@@ -48,6 +55,8 @@ class DataPlane:
     speaker can time failovers and ownership changes from the first packet on the wire.
     ``on_conflict(ip, mac)``: another MAC claimed an IP we announce. ``budget``: how much
     of the event loop the responders may take (``DataPathBudget``'s defaults when None).
+    ``defense``: when to re-announce a claimed IP and report it. ``on_conflict_report``:
+    an ``AddressConflict`` at a bounded rate (the speaker's Kubernetes Event).
     """
 
     def __init__(
@@ -59,9 +68,13 @@ class DataPlane:
         on_sent: Callable[[Sequence[Due], float], None] | None = None,
         on_conflict: Callable[[IPAddress, bytes], None] | None = None,
         budget: DataPathBudget | None = None,
+        defense: DefenseConfig | None = None,
+        on_conflict_report: Callable[[AddressConflict], None] | None = None,
     ) -> None:
         self._counters = counters
         self._budget = budget
+        self._guard = ConflictGuard(defense)
+        self._on_conflict_report = on_conflict_report
         self._exclude = tuple(exclude)
         self._schedule = AnnounceSchedule(announce)
         self.responders: dict[str, Responder] = {}
@@ -73,6 +86,7 @@ class DataPlane:
         self._on_conflict = on_conflict
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -89,6 +103,7 @@ class DataPlane:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            self._timer_at = None
         for responder in self.responders.values():
             responder.close()
         self.responders.clear()
@@ -140,6 +155,7 @@ class DataPlane:
         loop = self._require_loop()
         now = loop.time()
         self._schedule.set_desired(self._desired, now)
+        self._guard.keep(self._desired)
         for name in changed_interfaces:
             self._schedule.interface_changed(name, now)
         self._tick()
@@ -156,15 +172,64 @@ class DataPlane:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._timer_at = None
         now = loop.time()
         due = self._schedule.tick(now)
+        defend, reports = self._guard.tick(now)
+        for report in reports:
+            self._report(report)
+        due += [d for d in defend if d not in due]
         if due:
             self._sender.send(due)
             if self._on_sent is not None:
                 self._on_sent(due, now)
-        deadline = self._schedule.next_deadline()
+        deadlines = (self._schedule.next_deadline(), self._guard.next_deadline())
+        deadline = min((d for d in deadlines if d is not None), default=None)
         if deadline is not None:
             self._timer = loop.call_at(deadline, self._tick)
+            self._timer_at = deadline
+
+    # -- address conflicts --------------------------------------------------------------------
+
+    def _claimed(self, ifname: str, ip: IPAddress, mac: bytes) -> None:
+        """A responder saw ``mac`` claim ``ip`` on ``ifname`` (once per frame)."""
+        if self._on_conflict is not None:
+            self._on_conflict(ip, mac)
+        loop = self._loop
+        if loop is None:
+            return
+        report, defend_at = self._guard.claim(ifname, ip, mac, loop.time())
+        if report is not None:
+            self._report(report)
+        if defend_at is not None and (self._timer_at is None or defend_at < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(defend_at, self._tick)
+            self._timer_at = defend_at
+
+    def _report(self, conflict: AddressConflict) -> None:
+        who = format_mac(conflict.mac)
+        if conflict.phase == "started":
+            log.warning(
+                "address conflict on %s: %s claims %s, which this node announces; "
+                "re-announcing it at most once a second while the claims go on",
+                conflict.ifname,
+                who,
+                conflict.ip,
+            )
+        else:
+            log.warning(
+                "address conflict on %s for %s (last claimed by %s) %s: %d claims, "
+                "%d re-announcements since the last report",
+                conflict.ifname,
+                conflict.ip,
+                who,
+                conflict.phase,
+                conflict.claims,
+                conflict.defenses,
+            )
+        if self._on_conflict_report is not None:
+            self._on_conflict_report(conflict)
 
     def _sync_responders(self, inventory: Mapping[str, Interface]) -> None:
         wanted = responder_interfaces(inventory, self._exclude)
@@ -181,7 +246,7 @@ class DataPlane:
             if responder is None:
                 owned = self._desired.get(name, frozenset())
                 responder = Responder(view, iface.index, self._counters, owned, budget=self._budget)
-                responder.on_conflict = self._on_conflict
+                responder.on_conflict = functools.partial(self._claimed, name)
                 try:
                     responder.open()
                 except OSError as exc:
