@@ -230,7 +230,13 @@ def _kernel_addresses(lab: Lab) -> None:
         lab.ip("node1", "addr", "add", f"{KERNEL6 + i}/128", "dev", "eth0", "nodad")
 
 
-def sweep(seconds: float, py_rates: tuple[int, ...], tg_rates: tuple[int, ...]) -> dict[str, Any]:
+def sweep(
+    seconds: float,
+    py_rates: tuple[int, ...],
+    tg_rates: tuple[int, ...],
+    protos: tuple[str, ...] = ("arp", "ns"),
+    latency: bool = True,
+) -> dict[str, Any]:
     out: dict[str, Any] = {"rate": [], "latency_10k": {}, "unowned_flood": {}}
     with Lab(nodes=1, vips=()) as lab:
         _kernel_addresses(lab)
@@ -242,7 +248,7 @@ def sweep(seconds: float, py_rates: tuple[int, ...], tg_rates: tuple[int, ...]) 
                 ("ns", "kernel"): KERNEL6, ("ns", "l2agent"): OURS6,
             }  # fmt: skip
             counters = {k: ReplyCounter(client, k[0], t) for k, t in targets.items()}
-            for proto in ("arp", "ns"):
+            for proto in protos:
                 for gen, rates in (("python", py_rates), ("trafgen", tg_rates)):
                     for rate in rates:
                         for who in ("kernel", "l2agent"):
@@ -258,6 +264,8 @@ def sweep(seconds: float, py_rates: tuple[int, ...], tg_rates: tuple[int, ...]) 
                             print(json.dumps(row), flush=True)
                 for who, base in (("kernel", KERNEL4 if proto == "arp" else KERNEL6),
                                   ("l2agent", OURS4 if proto == "arp" else OURS6)):  # fmt: skip
+                    if not latency:
+                        break
                     frames = [request(proto, base + i).hex() for i in range(N_TARGETS)]
                     cpu0 = _cpu_seconds(agent.pid)
                     lat = json.loads(lab.exec("client", [
@@ -324,15 +332,20 @@ def cluster_flood(seconds: float) -> dict[str, Any]:
             time.sleep(1.0)
             pids = {n: p.pid for n, p in speakers.speakers.items()}
             with busy_cpus(2):
-                for name, target in (("owned", v4), ("unowned", UNOWNED_VIP4)):
+                for name, target in (("idle", None), ("owned", v4), ("unowned", UNOWNED_VIP4)):
                     before = {n: speakers.samples(n, *gossip) for n in lab.node_names}
                     cpu0 = {n: _cpu_seconds(p) for n, p in pids.items()}
                     tx0 = _tx_packets(lab, "client")
-                    took = trafgen(lab, "client", arp_request(target), 0, seconds, WORKDIR)  # type: ignore[arg-type]
+                    if target is None:  # the baseline: busy CPUs, gossip, no flood
+                        time.sleep(seconds)
+                        took = seconds
+                    else:
+                        frame = arp_request(target)  # type: ignore[arg-type]
+                        took = trafgen(lab, "client", frame, 0, seconds, WORKDIR)
                     time.sleep(0.5)
                     after = {n: speakers.samples(n, *gossip) for n in lab.node_names}
                     out["floods"][name] = {
-                        "target": str(target),
+                        "target": str(target) if target is not None else None,
                         "offered_per_s": round((_tx_packets(lab, "client") - tx0) / took),
                         "speaker_cpu_share": {
                             n: round((_cpu_seconds(p) - cpu0[n]) / took, 4) for n, p in pids.items()
@@ -386,9 +399,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="flood length per point")
     parser.add_argument("--cluster", action="store_true", help="also the 3-speaker flood")
     parser.add_argument("--quick", action="store_true", help="fewer rates (a smoke run)")
+    parser.add_argument("--protos", default="arp,ns", help="comma-separated: arp, ns")
+    parser.add_argument("--py-rates", default=None, help="comma-separated (0 = max)")
+    parser.add_argument("--trafgen-rates", default=None, help="comma-separated (0 = max)")
+    parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "responder_rate.json")
     args = parser.parse_args(argv)
     py_rates, tg_rates = (PY_RATES, TRAFGEN_RATES) if not args.quick else ((10_000, 0), (0,))
+    if args.py_rates is not None:
+        py_rates = tuple(int(r) for r in args.py_rates.split(",") if r)
+    if args.trafgen_rates is not None:
+        tg_rates = tuple(int(r) for r in args.trafgen_rates.split(",") if r)
     results: dict[str, Any] = {
         "bench": "responder_rate",
         "command": "python -m bench.responder_rate "
@@ -400,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_at_start": os.getloadavg(),
         "seconds": args.seconds,
     }
-    results.update(sweep(args.seconds, py_rates, tg_rates))
+    protos = tuple(args.protos.split(","))
+    results.update(sweep(args.seconds, py_rates, tg_rates, protos, not args.no_latency))
     results.update(summarize(results))
     if args.cluster:
         results["cluster"] = cluster_flood(max(5.0, args.seconds * 2.5))

@@ -17,11 +17,13 @@ __all__ = ["DataPathBudget", "DutyCycle"]
 
 @dataclass(frozen=True, slots=True)
 class DataPathBudget:
-    """Limits on the responder's work. Defaults: about 1 ms per wake-up, half a core."""
+    """Limits on the responder's work. Defaults: about 1.5 ms per wake-up, three quarters
+    of a core (measured: enough to answer 130,000 ARP requests/s in the lab, where each
+    answer costs ~2 µs of Python and ~3.5 µs of kernel sending)."""
 
     frames_per_wakeup: int = 256
     """Frames read and answered before yielding to the event loop."""
-    share: float = 0.5
+    share: float = 0.75
     """Largest fraction of wall time spent in the data path, per window."""
     window: float = 0.02
     """Seconds per accounting window; a rest lasts at most this long."""

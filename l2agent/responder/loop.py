@@ -1,15 +1,23 @@
-"""The responder's I/O: one AF_PACKET socket per interface, read -> decide -> send -> count.
+"""The responder's I/O: one AF_PACKET socket per interface, read -> answer -> send -> count.
 
-No policy lives here: :func:`l2agent.responder.decide.decide` says whether and how to answer,
-the speaker says which IPs this interface owns (``set_owned``), and the counters object
-(``ResponderCounters``, e.g. ``l2agent.metrics.SpeakerMetrics``) is injected.
+No policy lives here: :func:`l2agent.responder.decide.decide` says whether and how to answer
+(``templates.py`` answers its plain cases byte for byte, faster), the speaker says which IPs
+this interface owns (``set_owned``), and the counters object (``ResponderCounters``, e.g.
+``l2agent.metrics.SpeakerMetrics``) is injected.
 
 Socket set-up, in this order so no unfiltered frame is ever queued:
 ``socket(AF_PACKET, SOCK_RAW, 0)`` (protocol 0 receives nothing yet), the kernel BPF program
 generated from the owned set (``filter.py``: only requests for owned IPs and conflicting
-claims reach Python), PACKET_AUXDATA (the VLAN tag the kernel strips),
-PACKET_IGNORE_OUTGOING (our own gratuitous requests are not looped back), then
-``bind((ifname, ETH_P_ALL))``, non-blocking, ``loop.add_reader``.
+claims reach Python), PACKET_IGNORE_OUTGOING (our own gratuitous requests are not looped
+back), the TPACKET_V2 receive and send rings (``ring.py``; PACKET_AUXDATA instead when there
+is no ring), then ``bind((ifname, ETH_P_ALL))``, non-blocking, ``loop.add_reader``.
+
+The data path shares the event loop with the gossip, so its work is bounded twice: each
+wake-up reads at most ``DataPathBudget.frames_per_wakeup`` frames (about a millisecond) and
+sends all their answers with one system call, after which the loop runs whatever else is
+ready (timers, gossip packets); and a ``DutyCycle`` keeps the data path to ``share`` of wall
+time: when it is spent, the reader is removed until the allowance is back, and a flood
+beyond that is dropped by the kernel (counted as ``overrun``), never queued without bound.
 
 Whenever the owned set (or the MAC) changes, the program is regenerated and attached again:
 ``SO_ATTACH_FILTER`` on a socket that has a filter replaces it in one step, so every frame

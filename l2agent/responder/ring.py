@@ -9,8 +9,8 @@ Sending through a ring is the same the other way: replies are written into slots
 TPACKET_V2, not V3: a V3 block reaches user space only when it is full or its retire timer
 (at least 1 ms) fires, so at a quiet 10,000 requests/s every answer would wait up to a
 millisecond for the timer; V2 slots are ours as soon as the kernel has written them, and
-under load we still read many per wake-up. ``bench/responder_rate.py --ring v3`` measures
-the difference.
+under load we still read many per wake-up. ``bench/ring_versions.py`` measures the
+difference (results in ``bench/results/ring_versions.json``).
 
 Memory ordering: the kernel publishes a slot's status after its data (``smp_wmb``); we read
 the status, then copy the data out, then write the status back. The copy happens thousands
@@ -56,12 +56,13 @@ _SEND = _STATUS.pack(TP_STATUS_SEND_REQUEST)
 
 @dataclass(frozen=True, slots=True)
 class RingConfig:
-    """Ring sizes. The defaults hold about 60 ms of a 130,000 frames/s flood."""
+    """Ring sizes: 1.1 MiB per interface by default, about 30 ms of a 130,000 frames/s
+    flood (longer than the data path ever rests: ``DataPathBudget.window``)."""
 
-    rx_frames: int = 8192
+    rx_frames: int = 4096
     """Receive slots; a flood beyond what we read in time is dropped (and counted) by the
     kernel, never queued without bound."""
-    tx_frames: int = 1024
+    tx_frames: int = 512
     """Send slots: several wake-ups' replies (``DataPathBudget.frames_per_wakeup``)."""
     frame_size: int = 256
     """Bytes per slot, header included: room for 190 bytes of frame (ARP is 60, an NS

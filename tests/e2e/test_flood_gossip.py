@@ -25,6 +25,7 @@ from l2agent.static import demo_config_path
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.slow,
     pytest.mark.skipif(bool(tools_missing("trafgen")), reason="needs trafgen (netsniff-ng)"),
 ]
 
