@@ -21,6 +21,7 @@ summary per ``report_interval`` while claims continue, and one when the episode 
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -28,7 +29,7 @@ from typing import NamedTuple
 from l2agent.announce.schedule import Due
 from l2agent.model.types import IPAddress
 
-__all__ = ["AddressConflict", "Claimed", "ConflictGuard", "DefenseConfig"]
+__all__ = ["AddressConflict", "Claimed", "ConflictGuard", "ConflictPhase", "DefenseConfig"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,14 @@ class DefenseConfig:
             raise ValueError("grace must be >= 0 seconds")
 
 
+class ConflictPhase(enum.Enum):
+    """Where an episode of claims stands when it is reported."""
+
+    STARTED = "started"
+    ONGOING = "ongoing"
+    ENDED = "ended"
+
+
 @dataclass(frozen=True, slots=True)
 class AddressConflict:
     """Another MAC claimed ``ip`` on ``ifname``: what the speaker logs and turns into a
@@ -64,8 +73,7 @@ class AddressConflict:
     """The claiming station's MAC (the latest one, if several claimed)."""
     claims: int
     defenses: int
-    phase: str
-    """``"started"``, ``"ongoing"`` or ``"ended"``."""
+    phase: ConflictPhase
 
 
 class Claimed(NamedTuple):
@@ -103,9 +111,7 @@ class ConflictGuard:
         episode = self._episodes.get(key)
         if episode is None:
             episode = self._episodes[key] = _Episode(mac, now, self.config)
-            episode.mac = mac
-            episode.last_claim = now
-            report = AddressConflict(ifname, ip, mac, 1, 0, "started")
+            report = AddressConflict(ifname, ip, mac, 1, 0, ConflictPhase.STARTED)
             return Claimed(report, episode.defend_at)
         episode.claims += 1
         episode.mac = mac
@@ -141,7 +147,7 @@ class ConflictGuard:
             ended = now >= e.last_claim + cfg.quiet and e.defend_at is None
             if ended or now >= e.report_at:
                 if e.claims or e.defenses or ended:
-                    phase = "ended" if ended else "ongoing"
+                    phase = ConflictPhase.ENDED if ended else ConflictPhase.ONGOING
                     reports.append(AddressConflict(ifname, ip, e.mac, e.claims, e.defenses, phase))
                 e.claims = e.defenses = 0
                 e.report_at = now + cfg.report_interval

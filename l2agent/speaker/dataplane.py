@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from l2agent.announce.defense import AddressConflict, ConflictGuard, DefenseConfig
+from l2agent.announce.defense import AddressConflict, ConflictGuard, ConflictPhase, DefenseConfig
 from l2agent.announce.schedule import AnnounceConfig, AnnounceSchedule, Due
 from l2agent.announce.sender import GratuitousCounters, Sender
 from l2agent.interfaces.inventory import (
@@ -209,7 +209,7 @@ class DataPlane:
 
     def _report(self, conflict: AddressConflict) -> None:
         who = format_mac(conflict.mac)
-        if conflict.phase == "started":
+        if conflict.phase is ConflictPhase.STARTED:
             log.warning(
                 "address conflict on %s: %s claims %s, which this node announces; "
                 "re-announcing it at most once a second while the claims go on",
@@ -224,7 +224,7 @@ class DataPlane:
                 conflict.ifname,
                 conflict.ip,
                 who,
-                conflict.phase,
+                conflict.phase.value,
                 conflict.claims,
                 conflict.defenses,
             )

@@ -40,7 +40,7 @@ def run(guard: ConflictGuard, claims: list[float], until: float) -> tuple[list[f
 def test_one_claim_is_defended_once_after_the_grace() -> None:
     defended, reports = run(ConflictGuard(), [5.0], until=100)
     assert defended == [6.0]
-    assert [(r.phase, r.claims, r.defenses) for r in reports] == [
+    assert [(r.phase.value, r.claims, r.defenses) for r in reports] == [
         ("started", 1, 0),
         ("ended", 0, 1),
     ]
@@ -56,7 +56,7 @@ def test_a_flood_is_defended_once_a_second_and_after_its_last_claim() -> None:
     assert defended[-1] - claims[-1] <= 1.0  # ... within a second
     assert 14 <= len(defended) <= 16
     # 45,000 claims, a handful of reports: started, one per 10 s while it lasts, ended.
-    assert [r.phase for r in reports] == ["started", "ongoing", "ongoing", "ended"]
+    assert [r.phase.value for r in reports] == ["started", "ongoing", "ongoing", "ended"]
     assert sum(r.claims for r in reports) == len(claims)
     assert sum(r.defenses for r in reports) == len(defended)
 
