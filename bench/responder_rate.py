@@ -19,8 +19,13 @@ answers for 64 VIPs (198.18.2.0-63, 2001:db8:2::0-3f) on the same eth0. From the
   owned VIP and one for an unowned address: members suspected, member failures and
   ownership changes counted from every speaker's /metrics before and after.
 
+The data plane and the speakers run with exactly the DaemonSet's privileges
+(``bench/_privileges.py``: NET_RAW and SYS_NICE, no_new_privs; SCHED_RR 10 as shipped)
+unless ``--privileges root``; what they held is in the results.
+
 Usage (root): ``flock /work/.cpu.lock python -m bench.responder_rate [--seconds 2]
-[--cluster] [--out FILE]``. Writes JSON to ``bench/results/responder_rate.json``.
+[--cluster] [--privileges daemonset|root] [--out FILE]``. Writes
+``bench/results/responder_rate.json`` and a summary beside it (``.md``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
+from bench._privileges import PRIVILEGES, daemonset_wrapper, process_privileges
+from bench._responder_report import render
 from bench._stats import percentile
 from l2agent.lab.load import busy_cpus, trafgen
 from l2agent.lab.netns import Lab
@@ -209,11 +216,11 @@ def _point(
     }
 
 
-def _start_agent(lab: Lab) -> Any:
+def _start_agent(lab: Lab, wrapper: list[str]) -> Any:
     owned = [str(OURS4 + i) for i in range(N_TARGETS)] + [str(OURS6 + i) for i in range(N_TARGETS)]
     agent = lab.spawn(
         "node1",
-        [sys.executable, "-m", "l2agent.lab.respond", "--iface", "eth0", "--rounds", "1",
+        [*wrapper, sys.executable, "-m", "l2agent.lab.respond", "--iface", "eth0", "--rounds", "1",
          "--realtime-priority", "10", "--own", *owned],  # SCHED_RR 10: the speaker's default
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -230,17 +237,43 @@ def _kernel_addresses(lab: Lab) -> None:
         lab.ip("node1", "addr", "add", f"{KERNEL6 + i}/128", "dev", "eth0", "nodad")
 
 
+def _latency_point(
+    lab: Lab, proto: str, base: IPv4Address | IPv6Address, seconds: float, agent_pid: int
+) -> dict[str, Any]:
+    """The Python generator at 10,000 requests/s rotating over N_TARGETS addresses from
+    ``base``: reply latency as the client's kernel timed it."""
+    frames = [request(proto, base + i).hex() for i in range(N_TARGETS)]
+    cpu0 = _cpu_seconds(agent_pid)
+    lat = json.loads(lab.exec("client", [
+        sys.executable, "-m", "bench._l2gen", "latency", "10000",
+        str(max(seconds, 3.0)), *frames], timeout=120))  # fmt: skip
+    values = lat["latencies_us"]
+    return {
+        "sent": lat["sent"],
+        "answered": len(values),
+        "unanswered": lat["unanswered"],
+        "p50_us": round(percentile(values, 50), 1) if values else None,
+        "p99_us": round(percentile(values, 99), 1) if values else None,
+        "max_us": round(max(values), 1) if values else None,
+        "responder_cpu_per_10k": round(
+            (_cpu_seconds(agent_pid) - cpu0) / max(1, lat["sent"]) * 10_000, 5
+        ),
+    }
+
+
 def sweep(
     seconds: float,
     py_rates: tuple[int, ...],
     tg_rates: tuple[int, ...],
     protos: tuple[str, ...] = ("arp", "ns"),
     latency: bool = True,
+    wrapper: list[str] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"rate": [], "latency_10k": {}, "unowned_flood": {}}
     with Lab(nodes=1, vips=()) as lab:
         _kernel_addresses(lab)
-        agent = _start_agent(lab)
+        agent = _start_agent(lab, wrapper or [])
+        out["responder_privileges"] = process_privileges(agent.pid)
         client = NetnsThread(lab.netns("client"))
         try:
             targets = {
@@ -262,37 +295,21 @@ def sweep(
                                    "answerer": who, **point}  # fmt: skip
                             out["rate"].append(row)
                             print(json.dumps(row), flush=True)
-                for who, base in (("kernel", KERNEL4 if proto == "arp" else KERNEL6),
-                                  ("l2agent", OURS4 if proto == "arp" else OURS6)):  # fmt: skip
-                    if not latency:
-                        break
-                    frames = [request(proto, base + i).hex() for i in range(N_TARGETS)]
-                    cpu0 = _cpu_seconds(agent.pid)
-                    lat = json.loads(lab.exec("client", [
-                        sys.executable, "-m", "bench._l2gen", "latency", "10000",
-                        str(max(seconds, 3.0)), *frames], timeout=120))  # fmt: skip
-                    values = lat["latencies_us"]
-                    row = {
-                        "sent": lat["sent"],
-                        "answered": len(values),
-                        "unanswered": lat["unanswered"],
-                        "p50_us": round(percentile(values, 50), 1) if values else None,
-                        "p99_us": round(percentile(values, 99), 1) if values else None,
-                        "max_us": round(max(values), 1) if values else None,
-                        "responder_cpu_per_10k": round(
-                            (_cpu_seconds(agent.pid) - cpu0) / max(1, lat["sent"]) * 10_000, 5
-                        ),
-                    }
-                    out["latency_10k"][f"{proto}/{who}"] = row
-                    print(f"latency {proto}/{who}", json.dumps(row), flush=True)
+                if latency:
+                    for who in ("kernel", "l2agent"):
+                        row = _latency_point(lab, proto, targets[(proto, who)], seconds, agent.pid)
+                        out["latency_10k"][f"{proto}/{who}"] = row
+                        print(f"latency {proto}/{who}", json.dumps(row), flush=True)
             # Nobody owns this address: the kernel filter must keep the flood out of Python.
             cpu0, t0 = _cpu_seconds(agent.pid), time.perf_counter()
             rx0 = _rx_packets(lab, "node1")
             _trafgen(lab, request("arp", NOBODY4), 0, seconds)
             elapsed = time.perf_counter() - t0
+            offered, cpu = _rx_packets(lab, "node1") - rx0, _cpu_seconds(agent.pid) - cpu0
             out["unowned_flood"] = {
-                "offered_per_s": round((_rx_packets(lab, "node1") - rx0) / elapsed),
-                "responder_cpu_share": round((_cpu_seconds(agent.pid) - cpu0) / elapsed, 4),
+                "offered_per_s": round(offered / elapsed),
+                "responder_cpu_share": round(cpu / elapsed, 4),
+                "responder_cpu_per_10k": round(cpu / max(1, offered) * 10_000, 5),
             }
             print("unowned flood", json.dumps(out["unowned_flood"]), flush=True)
             assert agent.stdin is not None and agent.stdout is not None
@@ -306,7 +323,7 @@ def sweep(
     return out
 
 
-def cluster_flood(seconds: float) -> dict[str, Any]:
+def cluster_flood(seconds: float, wrapper: list[str] | None = None) -> dict[str, Any]:
     """Three real speakers, both CPUs busy, full-rate floods for an owned VIP and for an
     address nobody owns: what each speaker's own counters say changed meanwhile."""
     from l2agent.lab.speakers import LabSpeakers
@@ -324,13 +341,14 @@ def cluster_flood(seconds: float) -> dict[str, Any]:
     v4 = vip(0, 4)
     out: dict[str, Any] = {"seconds_per_flood": seconds, "floods": {}}
     with Lab(3, vips=[v4, vip(0, 6)]) as lab:
-        speakers = LabSpeakers(lab, demo_config_path(), workdir=WORKDIR)
+        speakers = LabSpeakers(lab, demo_config_path(), workdir=WORKDIR, wrapper=wrapper or [])
         try:
             speakers.start_all()
             owner = speakers.wait_owners([str(v4)], timeout=30)[str(v4)]
             out["owner"] = owner
             time.sleep(1.0)
             pids = {n: p.pid for n, p in speakers.speakers.items()}
+            out["speaker_privileges"] = process_privileges(pids[owner])
             with busy_cpus(2):
                 for name, target in (("idle", None), ("owned", v4), ("unowned", UNOWNED_VIP4)):
                     before = {n: speakers.samples(n, *gossip) for n in lab.node_names}
@@ -403,6 +421,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-rates", default=None, help="comma-separated (0 = max)")
     parser.add_argument("--trafgen-rates", default=None, help="comma-separated (0 = max)")
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument(
+        "--privileges",
+        choices=PRIVILEGES,
+        default="daemonset",
+        help="daemonset (default): exactly deploy/speaker.yaml's capabilities; root: all",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "responder_rate.json")
     args = parser.parse_args(argv)
     py_rates, tg_rates = (PY_RATES, TRAFGEN_RATES) if not args.quick else ((10_000, 0), (0,))
@@ -420,14 +444,17 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "load_avg_at_start": os.getloadavg(),
         "seconds": args.seconds,
+        "privileges": args.privileges,
     }
+    wrapper = daemonset_wrapper() if args.privileges == "daemonset" else []
     protos = tuple(args.protos.split(","))
-    results.update(sweep(args.seconds, py_rates, tg_rates, protos, not args.no_latency))
+    results.update(sweep(args.seconds, py_rates, tg_rates, protos, not args.no_latency, wrapper))
     results.update(summarize(results))
     if args.cluster:
-        results["cluster"] = cluster_flood(max(5.0, args.seconds * 2.5))
+        results["cluster"] = cluster_flood(max(5.0, args.seconds * 2.5), wrapper)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(render(results))
     for row in results["vs_kernel"]:
         print(json.dumps(row))
     print(f"wrote {args.out}")
