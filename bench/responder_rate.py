@@ -6,7 +6,8 @@ One-node lab. node1's kernel answers for 64 addresses of its own on eth0 (198.18
 answers for 64 VIPs (198.18.2.0-63, 2001:db8:2::0-3f) on the same eth0. From the client:
 
 - **rate sweep**: each generator (``python``: ``bench._l2gen``, one core, bursts every
-  millisecond; ``trafgen`` from netsniff-ng, one core) floods requests for one address at
+  millisecond; ``trafgen`` from netsniff-ng, one core; both at SCHED_RR 20, so neither the
+  data plane nor other work on the machine slows them) floods requests for one address at
   each offered rate (0 = the generator's maximum), for the kernel's address and for ours
   in turn. ``offered`` is what reached node1's eth0 (its receive counter), ``answered``
   the replies the client's kernel counted (a filtered packet socket's statistics), and for
@@ -62,6 +63,10 @@ KERNEL4, OURS4, NOBODY4 = (
 )
 KERNEL6, OURS6 = IPv6Address("2001:db8:1::"), IPv6Address("2001:db8:2::")
 PY_RATES = (10_000, 30_000, 60_000, 100_000, 130_000, 0)
+GENERATOR_PRIORITY = 20
+"""SCHED_RR priority of both generators (above the data plane's 10): on a shared 2-core
+machine the responder (SCHED_RR 10) would otherwise squeeze the generator, and the offered
+rate would depend on who answers. The kernel's own answering runs in softirq context."""
 TRAFGEN_RATES = (10_000, 60_000, 130_000, 250_000, 0)
 
 
@@ -183,11 +188,12 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _trafgen(lab: Lab, frame: bytes, rate: int, seconds: float) -> dict[str, Any]:
-    return {"seconds": trafgen(lab, "client", frame, rate, seconds, WORKDIR)}
+    return {"seconds": trafgen(lab, "client", frame, rate, seconds, WORKDIR, GENERATOR_PRIORITY)}
 
 
 def _python_gen(lab: Lab, frame: bytes, rate: int, seconds: float) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "bench._l2gen", "send", frame.hex(), str(rate), str(seconds)]
+    argv = ["chrt", "-r", str(GENERATOR_PRIORITY), sys.executable, "-m", "bench._l2gen"]
+    argv += ["send", frame.hex(), str(rate), str(seconds)]
     out: dict[str, Any] = json.loads(lab.exec("client", argv, timeout=seconds * 3 + 30))
     return out
 

@@ -56,12 +56,20 @@ def trafgen_config(frame: bytes, directory: Path | None = None) -> Path:
 
 
 def trafgen(
-    lab: Lab, role: str, frame: bytes, rate: int, seconds: float, directory: Path | None = None
+    lab: Lab,
+    role: str,
+    frame: bytes,
+    rate: int,
+    seconds: float,
+    directory: Path | None = None,
+    realtime: int = 0,
 ) -> float:
     """Send ``frame`` from ``role``'s eth0 with trafgen on one CPU at ``rate`` frames/s
-    (0 = as fast as it can) for ``seconds``; returns the seconds it ran."""
+    (0 = as fast as it can) for ``seconds``; returns the seconds it ran. ``realtime``: run
+    it at that SCHED_RR priority (``chrt``), so other load on the machine cannot slow it."""
     cfg = trafgen_config(frame, directory)
-    argv = ["trafgen", "-o", "eth0", "-i", str(cfg), "-P", "1"]
+    argv = ["chrt", "-r", str(realtime)] if realtime else []
+    argv += ["trafgen", "-o", "eth0", "-i", str(cfg), "-P", "1"]
     argv += ["--no-sock-mem", "--notouch-irq", "--no-cpu-stats"]
     if rate:
         argv += ["-b", f"{rate}pps", "-n", str(int(rate * seconds))]
