@@ -1,11 +1,14 @@
 """Why the responder's receive ring is TPACKET_V2, not V3: how long a frame waits in the ring
-before user space can see it, at a quiet 10,000 frames/s.
+before user space can see it, at a quiet 10,000 frames/s, and what reading costs under a
+full-rate flood (trafgen).
 
 A V3 ring hands user space whole blocks: a block is released when it is full or when its
 retire timer fires (``tp_retire_blk_tov``, in milliseconds, 1 at least), so at low rates
 every frame waits for the timer. A V2 ring releases each frame as soon as the kernel has
 written it. Both readers here are minimal (poll, then walk what is ready, no answering);
-the delay is "seen by user space" minus the kernel's receive timestamp of the frame.
+the delay is "seen by user space" minus the kernel's receive timestamp of the frame, and
+the cost the reading thread's CPU time per 10,000 frames. The reader runs at SCHED_RR 10,
+the speaker's priority, so other work on the machine does not decide the tail.
 
 Usage (root): ``python -m bench.ring_versions [--seconds 3]``; writes
 ``bench/results/ring_versions.json``.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import mmap
+import os
 import select
 import socket
 import struct
@@ -26,6 +30,7 @@ from typing import Any
 
 from bench._stats import percentile
 from bench.responder_rate import arp_request
+from l2agent.lab.load import trafgen
 from l2agent.lab.netns import Lab
 from l2agent.lab.netns_thread import NetnsThread
 
@@ -38,7 +43,8 @@ _V3_BLOCK = struct.Struct("=III I I")  # version, offset_to_priv, status, num_pk
 _V3_PKT = struct.Struct("=IIIIII")  # next_offset, sec, nsec, snaplen, len, status
 
 
-def _v2_delays(seconds: float) -> list[float]:
+def _v2_delays(seconds: float) -> tuple[list[float], float]:
+    os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
     frames, size = 1024, 256
@@ -47,6 +53,7 @@ def _v2_delays(seconds: float) -> list[float]:
     sock.bind(("eth0", 0x0806))
     delays: list[float] = []
     index = 0
+    cpu = time.thread_time()
     end = time.time() + seconds
     while time.time() < end:
         select.select([sock], [], [], 0.1)
@@ -58,12 +65,14 @@ def _v2_delays(seconds: float) -> list[float]:
             delays.append((time.time() - (sec + nsec * 1e-9)) * 1e6)
             mm[base : base + 4] = b"\0\0\0\0"
             index = (index + 1) % frames
+    cpu = time.thread_time() - cpu
     mm.close()
     sock.close()
-    return delays
+    return delays, cpu
 
 
-def _v3_delays(seconds: float) -> list[float]:
+def _v3_delays(seconds: float) -> tuple[list[float], float]:
+    os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
     block, blocks = 1 << 16, 16
@@ -73,6 +82,7 @@ def _v3_delays(seconds: float) -> list[float]:
     sock.bind(("eth0", 0x0806))
     delays: list[float] = []
     current = 0
+    cpu = time.thread_time()
     end = time.time() + seconds
     while time.time() < end:
         select.select([sock], [], [], 0.1)
@@ -89,34 +99,44 @@ def _v3_delays(seconds: float) -> list[float]:
                 offset += nxt
             mm[base + 8 : base + 12] = b"\0\0\0\0"
             current = (current + 1) % blocks
+    cpu = time.thread_time() - cpu
     mm.close()
     sock.close()
-    return delays
+    return delays, cpu
+
+
+def _load(lab: Lab, frame: bytes, load: str, seconds: float) -> None:
+    if load == "10k":
+        lab.exec(
+            "client",
+            [sys.executable, "-m", "bench._l2gen", "send", frame.hex(), "10000", str(seconds)],
+            timeout=seconds + 30,
+        )
+    else:
+        trafgen(lab, "client", frame, 0, seconds, realtime=20)
 
 
 def run(seconds: float) -> dict[str, Any]:
-    out: dict[str, Any] = {"rate_per_s": 10_000, "seconds": seconds}
+    out: dict[str, Any] = {"seconds": seconds}
     with Lab(nodes=1, vips=()) as lab:
         reader = NetnsThread(lab.netns("node1"))
         try:
             frame = arp_request(lab.nodes["node1"].ipv4)  # type: ignore[arg-type]
-            for name, fn in (("v2", _v2_delays), ("v3", _v3_delays)):
-                pending = reader._pool.submit(fn, seconds + 1.0)
-                time.sleep(0.3)
-                lab.exec(
-                    "client",
-                    [sys.executable, "-m", "bench._l2gen", "send", frame.hex(), "10000",
-                     str(seconds)],
-                    timeout=seconds + 30,
-                )  # fmt: skip
-                delays = pending.result(timeout=seconds + 30)
-                out[name] = {
-                    "frames": len(delays),
-                    "p50_us": round(percentile(delays, 50), 1),
-                    "p99_us": round(percentile(delays, 99), 1),
-                    "max_us": round(max(delays), 1),
-                }
-                print(name, json.dumps(out[name]), flush=True)
+            for load in ("10k", "flood"):
+                for name, fn in (("v2", _v2_delays), ("v3", _v3_delays)):
+                    pending = reader._pool.submit(fn, seconds + 1.0)
+                    time.sleep(0.3)
+                    _load(lab, frame, load, seconds)
+                    delays, cpu = pending.result(timeout=seconds + 30)
+                    row = {
+                        "frames": len(delays),
+                        "p50_us": round(percentile(delays, 50), 1),
+                        "p99_us": round(percentile(delays, 99), 1),
+                        "max_us": round(max(delays), 1),
+                        "reader_cpu_per_10k_ms": round(cpu / max(1, len(delays)) * 1e7, 2),
+                    }
+                    out[f"{name}_{load}"] = row
+                    print(name, load, json.dumps(row), flush=True)
         finally:
             reader.close()
     return out
