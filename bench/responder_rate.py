@@ -350,6 +350,7 @@ def cluster_flood(seconds: float, wrapper: list[str] | None = None) -> dict[str,
         speakers = LabSpeakers(lab, demo_config_path(), workdir=WORKDIR, wrapper=wrapper or [])
         try:
             speakers.start_all()
+            speakers.wait_members(timeout=30)
             owner = speakers.wait_owners([str(v4)], timeout=30)[str(v4)]
             out["owner"] = owner
             time.sleep(1.0)

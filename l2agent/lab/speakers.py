@@ -161,6 +161,23 @@ class LabSpeakers:
                     out.setdefault(row["ip"], set()).add(node)
         return out
 
+    def wait_members(self, timeout: float = 20.0) -> None:
+        """Wait until every running speaker sees every running speaker alive. Until then an
+        IP can have exactly one announcing node that is not its owner for good (a speaker
+        that has not heard of the others yet announces alone)."""
+        names = set(self.speakers)
+
+        def joined() -> bool:
+            for node in names:
+                doc = self.status(node) or {}
+                alive = {m["name"] for m in doc.get("members", []) if m.get("state") == "alive"}
+                if not names <= alive:
+                    return False
+            return True
+
+        if not wait_until(joined, timeout, interval=0.2):
+            raise TimeoutError(f"{sorted(names)} did not all see each other in {timeout} s")
+
     def wait_owners(self, ips: Sequence[str], timeout: float = 20.0) -> dict[str, str]:
         """Wait until each IP has exactly one announcing node; return IP -> owner."""
         result: dict[str, str] = {}

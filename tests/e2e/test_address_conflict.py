@@ -40,6 +40,7 @@ def cluster(tmp_path: Path) -> Iterator[LabSpeakers]:
         speakers = LabSpeakers(lab, demo_config_path(), workdir=tmp_path)
         try:
             speakers.start_all()
+            speakers.wait_members(timeout=30)
             speakers.wait_owners([str(V4)], timeout=30)
             yield speakers
         finally:

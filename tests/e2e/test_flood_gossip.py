@@ -58,6 +58,7 @@ def test_full_rate_floods_with_busy_cpus_suspect_no_member(tmp_path: Path) -> No
         speakers = LabSpeakers(lab, demo_config_path(), workdir=tmp_path)
         try:
             speakers.start_all()
+            speakers.wait_members(timeout=30)
             owner = speakers.wait_owners([str(V4)], timeout=30)[str(V4)]
             time.sleep(1.0)  # let joins and the first announcements settle
             before = {n: speakers.samples(n, *GOSSIP, ANSWERS) for n in lab.node_names}
