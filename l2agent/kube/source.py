@@ -232,6 +232,10 @@ class KubeSource:
     def announce_failed(self, service_key: str, message: str) -> None:
         self.events.warning(self.service_ref(service_key), Reason.ANNOUNCE_FAILED, message)
 
+    def address_conflict(self, service_key: str, message: str) -> None:
+        """An addressConflict Warning on a Service whose IP another station claims."""
+        self.events.warning(self.service_ref(service_key), Reason.ADDRESS_CONFLICT, message)
+
     def invalid_config(self, problem: ObjectProblem) -> None:
         """An InvalidConfig Warning on the object left out (uid from the watch cache)."""
         ref = self._watched.ref(

@@ -34,3 +34,5 @@ class Reason(enum.Enum):
     INVALID_CONFIG = "InvalidConfig"
     # a Service keeps its IPs while the pool they came from is left out (ours, not MetalLB's)
     POOL_INVALID = "PoolInvalid"
+    # another MAC claims a service IP this node announces (ours: MetalLB only logs it)
+    ADDRESS_CONFLICT = "addressConflict"

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from gossip.actions import Address
 from gossip.addresses import GOSSIP_PORT
+from l2agent.announce.defense import AddressConflict, ConflictPhase
 from l2agent.bgp.plan import BgpPlan
 from l2agent.kube.convert import new_api_client
 from l2agent.kube.source import KubeSource, SourceConfig
@@ -29,6 +30,7 @@ from l2agent.metrics import register_kube_resources
 from l2agent.model.crds import InterfaceSelection
 from l2agent.model.problems import ObjectProblem
 from l2agent.model.snapshot import BuildResult
+from l2agent.model.types import IPAddress, format_mac
 from l2agent.plan import Plan
 from l2agent.speaker.placement import runs_speaker
 from l2agent.speaker.run import PlanOutcome, Speaker
@@ -94,6 +96,7 @@ class KubeSpeakerLink:
         self.peers: list[Address] = []
         self._announced: set[str] = set()
         self._failed: set[str] = set()
+        self._services_of: dict[IPAddress, list[str]] = {}
         self._posted: frozenset[ObjectProblem] = frozenset()
         self.complete = 0
         """Snapshots applied whole."""
@@ -128,6 +131,24 @@ class KubeSpeakerLink:
             self.peers = peers
             self._set_peers(peers)
 
+    def address_conflict(self, conflict: AddressConflict) -> None:
+        """An addressConflict Warning on each Service this node announces the claimed IP
+        for (a `Speaker.conflict_listeners` entry; reports come at most every 10 s)."""
+        who = format_mac(conflict.mac)
+        if conflict.phase is ConflictPhase.STARTED:
+            message = (
+                f"{who} claims {conflict.ip} on {conflict.ifname}, announced by node "
+                f'"{self.node}": re-announcing it at most once a second while the claims go on'
+            )
+        else:
+            message = (
+                f"conflict for {conflict.ip} on {conflict.ifname} {conflict.phase.value} "
+                f"(last claimed by {who}): {conflict.claims} claims, {conflict.defenses} "
+                "re-announcements since the last report"
+            )
+        for key in self._services_of.get(conflict.ip, ()):
+            self.source.address_conflict(key, message)
+
     def bgp_plan_applied(self, plan: BgpPlan) -> None:
         """Mirror what this node advertises in BGP mode into ServiceBGPStatus (a `BgpLink`
         plan listener)."""
@@ -137,6 +158,11 @@ class KubeSpeakerLink:
         """Mirror what this node announces into ServiceL2Status, with MetalLB's Events."""
         owned = owned_services(outcome.plan, self.node)
         self.source.report_announcements(owned)
+        self._services_of = {}
+        for svc in outcome.plan.services:
+            if svc.key in owned:
+                for ip in svc.ips:
+                    self._services_of.setdefault(ip, []).append(svc.key)
         for key in sorted(set(owned) - self._announced):
             self.source.node_assigned(key)
         self._announced = set(owned)
@@ -195,6 +221,7 @@ def attach_kube_source(
     holder.append(link)
     register_kube_resources(speaker.registry, source.watched.names, source.watched.absent)
     speaker.plan_listeners.append(link.plan_applied)
+    speaker.conflict_listeners.append(link.address_conflict)
     if bgp is not None:
         bgp.plan_listeners.append(link.bgp_plan_applied)
     speaker.ready_checks.append(lambda: bool(source.synced))

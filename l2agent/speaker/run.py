@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from l2agent.announce.defense import AddressConflict
 from l2agent.announce.schedule import AnnounceConfig, Due
 from l2agent.health import HealthServer, parse_metrics_addr, speaker_status
 from l2agent.interfaces.inventory import DEFAULT_EXCLUDE
@@ -110,9 +111,13 @@ class Speaker:
             exclude=options.exclude,
             on_sent=self.packets_sent,
             on_conflict=self._conflict,
+            on_conflict_report=self.conflict_reported,
         )
         self.state: ClusterState | None = None
         self.plan: Plan | None = None
+        self.conflict_listeners: list[Callable[[AddressConflict], None]] = []
+        """Called with each address-conflict report (start, every 10 s, end): Kubernetes
+        mode posts a Warning Event on the Service."""
         self.plan_listeners: list[PlanListener] = []
         """Called after every replan (Kubernetes mode mirrors the plan into ServiceL2Status)."""
         self.ready_checks: list[Callable[[], bool]] = [membership.ready]
@@ -271,6 +276,12 @@ class Speaker:
         # While handing over, the successor's gratuitous packets are expected, not a conflict.
         if not self._leaving:
             self.metrics.conflict_detected(ip, mac)
+
+    def conflict_reported(self, conflict: AddressConflict) -> None:
+        """The data plane's bounded report of an address conflict (already logged)."""
+        if not self._leaving:
+            for listener in self.conflict_listeners:
+                listener(conflict)
 
     # -- views --------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from l2agent.announce.defense import AddressConflict, ConflictPhase
 from l2agent.kube.source import SourceConfig
 from l2agent.kube.status import LABEL_NODE
 from l2agent.kube.watch import WatchConfig
@@ -390,6 +391,40 @@ def test_a_key_mismatch_is_a_warning_event_on_the_node(apiserver: Any) -> None:
                 len([e for e in apiserver.items("Event") if e["reason"] == "gossipKeyMismatch"])
                 == 1
             )
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, link.source.stop)
+
+    asyncio.run(main())
+
+
+def test_an_address_conflict_is_a_warning_event_on_the_service(apiserver: Any) -> None:
+    seed(apiserver)
+    claimer = bytes.fromhex("020000000066")
+
+    async def main() -> None:
+        dp = StubDataPlane()
+        speaker = Speaker(
+            SpeakerOptions(node="node-1", source=InputSource.CLUSTER, metrics_addr=None),
+            StaticMembership(),
+            registry=CollectorRegistry(),
+            dataplane=dp,  # type: ignore[arg-type]
+        )
+        link = attach_kube_source(
+            speaker, kubeconfig=None, namespace=NS, config=CFG, host=apiserver.url
+        )
+        try:
+            await until(lambda: VIP in dp.current, "announcing the VIP")
+            speaker.conflict_reported(
+                AddressConflict("eth0", VIP, claimer, 1, 0, ConflictPhase.STARTED)
+            )
+            (ev,) = await until(
+                lambda: [e for e in apiserver.items("Event") if e["reason"] == "addressConflict"],
+                "addressConflict",
+            )
+            assert ev["type"] == "Warning"
+            assert ev["involvedObject"]["kind"] == "Service"
+            assert ev["involvedObject"]["name"] == "web"
+            assert "02:00:00:00:00:66" in ev["message"] and str(VIP) in ev["message"]
         finally:
             await asyncio.get_running_loop().run_in_executor(None, link.source.stop)
 
