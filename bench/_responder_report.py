@@ -24,9 +24,9 @@ def _unowned(result: dict[str, Any]) -> tuple[str, bool] | None:
     shares = []
     if result.get("unowned_flood"):
         shares.append(("alone", result["unowned_flood"]))
-    flood = result.get("cluster", {}).get("floods", {}).get("unowned")
-    if flood:
-        shares.append(("3 speakers, busy CPUs", flood))
+    floods = result.get("cluster", {}).get("floods", {})
+    if floods.get("unowned"):
+        shares.append(("3 speakers, busy CPUs", floods["unowned"]))
     if not shares:
         return None
     parts, ok = [], True
@@ -34,7 +34,11 @@ def _unowned(result: dict[str, Any]) -> tuple[str, bool] | None:
         share = row.get("responder_cpu_share", row.get("speaker_cpu_share"))
         worst = max(share.values()) if isinstance(share, dict) else share
         ok = ok and worst <= UNOWNED_SHARE
-        parts.append(f"{where}: {worst:.1%} of a core at {row['offered_per_s']:,}/s")
+        text = f"{where}: {worst:.1%} of a core at {row['offered_per_s']:,}/s"
+        idle = floods.get("idle", {}).get("speaker_cpu_share")
+        if isinstance(share, dict) and idle:
+            text += f" (the same speakers without a flood: {max(idle.values()):.1%})"
+        parts.append(text)
     return "unowned flood, each speaker at most 5 % of a core: " + "; ".join(parts), ok
 
 
