@@ -407,16 +407,6 @@ class SpeakerMetrics(_ConfigMetrics):
         registry.register(
             _SpeakerStateCollector(node, ownership, members, awareness, self._source_errors)
         )
-        self._dropped = Counter(
-            "l2agent_packets_dropped",
-            "ARP/NS frames that got no answer, by reason (the responder's DropReason). "
-            "Requests for IPs this node does not own are dropped by the kernel filter and "
-            "never counted here.",
-            ["reason"],
-            registry=registry,
-        )
-        for reason in DropReason:  # every series from the start: rate() sees a quiet 0
-            self._dropped.labels(reason=reason.value)
         self._changes = Counter(
             "l2agent_ownership_changes",
             "Times this node gained or lost ownership of a service IP.",
@@ -430,6 +420,45 @@ class SpeakerMetrics(_ConfigMetrics):
             buckets=FAILOVER_BUCKETS,
             registry=registry,
         )
+        self._init_data_plane(registry)
+        self._init_gossip(registry)
+
+    def _init_data_plane(self, registry: CollectorRegistry) -> None:
+        """The responder's and announcer's own counters (MetalLB's are in ``_l2``)."""
+        self._dropped = Counter(
+            "l2agent_packets_dropped",
+            "ARP/NS frames that got no answer, by reason (the responder's DropReason). "
+            "Requests for IPs this node does not own are dropped by the kernel filter and "
+            "never counted here.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in DropReason:  # every series from the start: rate() sees a quiet 0
+            self._dropped.labels(reason=reason.value)
+        self._filter_coverage = Gauge(
+            "l2agent_responder_filter_coverage",
+            "How the kernel filter on each interface matches the owned IPs (1 = current): "
+            "exact, senderRange, or passAll (too many IPs: every ARP/NS reaches the speaker).",
+            ["interface", "coverage"],
+            registry=registry,
+        )
+        self._overruns = Counter(
+            "l2agent_responder_overruns",
+            "ARP/NS frames the kernel dropped because the responder did not read them in "
+            "time: a flood beyond the data path's budget (it answers at most its share of "
+            "a core, so gossip and timers keep running).",
+            ["interface"],
+            registry=registry,
+        )
+        self._conflicts = Counter(
+            "l2agent_address_conflicts",
+            "Another MAC answered ARP/NS for a service IP this node owns.",
+            ["ip"],
+            registry=registry,
+        )
+
+    def _init_gossip(self, registry: CollectorRegistry) -> None:
+        """What this node saw of the gossip: probe round trips, suspicions, failures."""
         self._probe_rtt = Histogram(
             "l2agent_gossip_probe_rtt_seconds",
             "Round-trip time of successful direct gossip probes (ping to ack).",
@@ -450,27 +479,6 @@ class SpeakerMetrics(_ConfigMetrics):
             "l2agent_gossip_member_failures",
             "Members this node saw declared dead.",
             ["member"],
-            registry=registry,
-        )
-        self._filter_coverage = Gauge(
-            "l2agent_responder_filter_coverage",
-            "How the kernel filter on each interface matches the owned IPs (1 = current): "
-            "exact, senderRange, or passAll (too many IPs: every ARP/NS reaches the speaker).",
-            ["interface", "coverage"],
-            registry=registry,
-        )
-        self._overruns = Counter(
-            "l2agent_responder_overruns",
-            "ARP/NS frames the kernel dropped because the responder did not read them in "
-            "time: a flood beyond the data path's budget (it answers at most its share of "
-            "a core, so gossip and timers keep running).",
-            ["interface"],
-            registry=registry,
-        )
-        self._conflicts = Counter(
-            "l2agent_address_conflicts",
-            "Another MAC answered ARP/NS for a service IP this node owns.",
-            ["ip"],
             registry=registry,
         )
 
