@@ -208,7 +208,7 @@ def test_lab_is_removed_after_ctrl_c_sigterm_and_even_sigkill(sig: signal.Signal
         prefix, child = owner.stdout.readline().split()
         assert prefix and any(ns.startswith(prefix) for ns in list_namespaces())
         owner.send_signal(sig)
-        owner.wait(timeout=15)
+        _wait_for_exit(owner, timeout=60)
         if sig == signal.SIGKILL:  # no chance to clean up: the next lab's sweeper does it
             assert any(ns.startswith(prefix) for ns in list_namespaces())
             sweep_stale()
@@ -217,6 +217,22 @@ def test_lab_is_removed_after_ctrl_c_sigterm_and_even_sigkill(sig: signal.Signal
     finally:
         if owner.poll() is None:
             owner.kill()
+
+
+def _wait_for_exit(proc: subprocess.Popen[str], timeout: float) -> None:
+    """Wait for the lab's owner to exit; on a timeout, fail with where it is stuck (its
+    state, kernel wait channel and stack), the only evidence a slow exit leaves."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        where = {}
+        for name in ("stat", "wchan", "stack"):
+            try:
+                with open(f"/proc/{proc.pid}/{name}") as fh:
+                    where[name] = fh.read().strip()
+            except OSError as e:
+                where[name] = repr(e)
+        pytest.fail(f"the lab's owner {proc.pid} did not exit within {timeout} s: {where}")
 
 
 def _alive(pid: int) -> bool:
