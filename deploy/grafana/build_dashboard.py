@@ -332,12 +332,17 @@ def l2agent_dashboard() -> dict[str, Any]:
                     f'{{reason!~"{QUIET_GOSSIP_DROPS}"}}[{RATE}]))',
                     legend="{{reason}}",
                 ),
+                Target(
+                    f"sum by (reason) (rate(l2agent_gossip_input_malformed_total[{RATE}]))",
+                    legend="malformed: {{reason}}",
+                ),
             ),
             width=8,
             unit="ops",
             description="Gossip input a speaker refused or found wrong, by reason: bad bytes, "
-            "rate limits, answers past the reply budget, streams past their limits. A climb "
-            "is an attack or a broken peer (the speakers log a bounded summary naming sources).",
+            "rate limits, answers past the reply budget, streams past their limits; what "
+            "could not be decoded also by the codec's cause (malformed: ...). A climb is an "
+            "attack or a broken peer (the speakers log a bounded summary naming sources).",
         ),
         Panel(
             "Undecryptable gossip sources",
@@ -368,6 +373,22 @@ def l2agent_dashboard() -> dict[str, Any]:
             width=8,
             description="Times a speaker's gossip timers ran far later than due: that node "
             "was stalled (CPU starvation, a blocked loop) and blamed itself, not its peers.",
+        ),
+        Panel(
+            "Refused HTTP connections",
+            "timeseries",
+            (
+                Target(
+                    "sum by (instance, reason) "
+                    f"(rate(l2agent_http_connections_refused_total[{RATE}]))",
+                    legend="{{instance}} {{reason}}",
+                ),
+            ),
+            width=8,
+            unit="ops",
+            description="Connections to the metrics/health port closed unserved: over the "
+            "connection limit (limit) or past the per-connection time (timeout). A climb is a "
+            "connection flood; the cap keeps it from taking the gossip's file descriptors.",
         ),
         Row("ARP / NDP traffic"),
         Panel(

@@ -134,6 +134,31 @@ def test_ownership_dashboard_has_the_required_views() -> None:
         assert wanted in titles
 
 
+# Refused or violating input (issue 11): each counter on the dashboard, each with an alert.
+REFUSED_INPUT = {
+    "l2agent_gossip_input_dropped_total": True,
+    "l2agent_gossip_input_malformed_total": False,  # the dropped{reason="malformed"} detail
+    "l2agent_gossip_undecryptable_sources": True,
+    "l2agent_http_connections_refused_total": True,
+    "l2agent_config_rejected_total": True,
+}
+
+
+@pytest.mark.parametrize(("metric", "alerted"), sorted(REFUSED_INPUT.items()))
+def test_refused_input_is_on_the_dashboard_and_alerted(metric: str, alerted: bool) -> None:
+    exprs = [q[2] for q in _panel_queries() if q[0] == "l2agent-dashboard.json"]
+    assert any(metric in e for e in exprs), f"{metric} is on no panel"
+    if alerted:
+        rules = [
+            r["expr"]
+            for path in RULE_FILES
+            for g in yaml.safe_load(path.read_text())["groups"]
+            for r in g["rules"]
+            if "alert" in r
+        ]
+        assert any(metric in e for e in rules), f"no alert reads {metric}"
+
+
 # The live part: our endpoints, scraped by a real Prometheus.
 
 
