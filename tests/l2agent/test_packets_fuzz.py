@@ -3,6 +3,8 @@ MalformedPacket, and decide() never raises."""
 
 from __future__ import annotations
 
+import gc
+import time
 from ipaddress import IPv4Address, IPv6Address
 
 from hypothesis import HealthCheck, given, settings
@@ -171,3 +173,52 @@ def _options(pkt: IPv6) -> list[object]:
         out.append(layer)
         layer = layer.payload
     return out
+
+
+# ---------------------------------------------------------------------------- cost
+
+DECIDE_CPU_LIMIT = 0.005
+"""CPU bound on one decide() call (issue 11: no input makes one call take more than a few
+milliseconds). A jumbo NS holding 1,100 options is the longest walk; typical calls take
+tens of microseconds."""
+
+
+@st.composite
+def jumbo_ns_frame(draw: st.DrawFn) -> bytes:
+    """A jumbo-sized NS (up to 9,000 bytes) of many options, checksum valid (scapy), so
+    decide() walks every option before it answers or drops."""
+    count = draw(st.integers(1, 1100))
+    opt_type = draw(st.sampled_from([1, 2, 14, 200]))
+    body = bytearray(bytes([135, 0, 0, 0, 0, 0, 0, 0]) + V6.packed)
+    body += (bytes([opt_type, 1]) + bytes.fromhex("020000000099")) * count
+    if draw(st.booleans()):
+        body += draw(st.binary(max_size=64))
+    ip6 = IPv6(src=draw(st.sampled_from(_NS_SRCS)), dst=_SN, nh=58, hlim=255)
+    body[2:4] = in6_chksum(58, ip6, bytes(body)).to_bytes(2, "big")
+    eth = bytes.fromhex(_SNMAC.replace(":", "")) + bytes.fromhex("020000000099")
+    tag = b"\x81\x00\x00\x09" if draw(st.booleans()) else b""
+    return eth + tag + b"\x86\xdd" + bytes(ip6 / Raw(bytes(body)))
+
+
+@given(st.one_of(jumbo_ns_frame(), mutated(), st.binary(max_size=9000)))
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+def test_no_decide_call_takes_long(frame: bytes) -> None:
+    owned: frozenset[IPv4Address | IPv6Address] = OWNED | {V4 + i for i in range(1, 4096)}
+    worst = 0.0
+    gc.disable()  # collector pauses depend on the process's heap, not on the frame
+    try:
+        for vlan in (None, 9):
+            spent = []
+            for _ in range(3):  # the cheapest of 3: the frame's cost, not a neighbour's
+                t = time.process_time()
+                decide(frame, IFACE, owned, vlan)
+                spent.append(time.process_time() - t)
+            worst = max(worst, min(spent))
+    finally:
+        gc.enable()
+    assert worst < DECIDE_CPU_LIMIT, f"{worst * 1000:.2f} ms for a {len(frame)}-byte frame"
