@@ -10,6 +10,7 @@ from a host on the node network, e.g. the lab's attacker namespace:
     python -m bench.hostile incarnation --target 192.0.2.11 --node node1
     python -m bench.hostile trickle --target 192.0.2.11 --states 100000
     python -m bench.hostile envelopes --target 192.0.2.11 --connections 64
+    python -m bench.hostile lzwstream --target 192.0.2.11 --connections 4
     python -m bench.hostile http --target 192.0.2.11 --connections 2000
 
 Nothing here uses the project's codec: the bytes are what an attacker would write.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import select
 import socket
@@ -232,6 +234,72 @@ def cmd_envelopes(args: argparse.Namespace) -> dict[str, Any]:
     return {"connections": opened, "open_at_end": len(conns), "bytes": written}
 
 
+def _lzw_push_pull(node: str, user_bytes: int) -> bytes:
+    """A push/pull of one state plus `user_bytes` of random user state, compressed with
+    LZW (random data does not compress: ~1.37 compressed bytes per byte): the issue's
+    6 MB compressed stream, which once decoded in one go on the loop (1 s)."""
+    state = msgpack.packb(
+        {"Addr": socket.inet_aton("192.0.2.11"), "Incarnation": 0, "Meta": b"",
+         "Name": node, "Port": GOSSIP_PORT, "State": 0, "Vsn": bytes([1, 5, 2, 0, 0, 0])},
+        use_bin_type=False,
+    )  # fmt: skip
+    header = msgpack.packb({"Join": False, "Nodes": 1, "UserStateLen": user_bytes})
+    body = b"\x06" + header + state + os.urandom(user_bytes)
+    return compress(body)
+
+
+def cmd_lzwstream(args: argparse.Namespace) -> dict[str, Any]:
+    """Item 3: compressed push/pulls of ~6 MB LZW each, `--connections` at a time, sent
+    again and again for `--seconds`: decoding must be sliced and budgeted, never one
+    stall of the loop."""
+    _raise_fd_limit()
+    data = _lzw_push_pull(args.node, args.lzw_bytes)
+    start = time.monotonic()
+    streams = written = refused = replies = 0
+    while time.monotonic() - start < args.seconds:
+        conns = []
+        for _ in range(args.connections):
+            try:
+                c = socket.create_connection((args.target, args.port), timeout=5)
+            except OSError:
+                refused += 1
+                continue
+            c.setblocking(False)
+            conns.append([c, 0])
+        streams += len(conns)
+        while conns and time.monotonic() - start < args.seconds:
+            _, ready, _ = select.select([], [c for c, _ in conns], [], 0.1)
+            for entry in [e for e in conns if e[0] in ready]:
+                c, pos = entry
+                try:
+                    n = c.send(data[pos : pos + 256 * 1024])
+                except OSError:
+                    conns.remove(entry)
+                    c.close()
+                    continue
+                written += n
+                entry[1] = pos + n
+                if entry[1] >= len(data):
+                    conns.remove(entry)
+                    replies += _await_reply(c)
+        for c, _ in conns:
+            c.close()
+    return {"stream_bytes": len(data), "streams": streams, "bytes": written,
+            "refused": refused, "replies": replies}  # fmt: skip
+
+
+def _await_reply(conn: socket.socket) -> int:
+    """1 if the speaker answered the whole push/pull (it parsed it), else 0; closes."""
+    conn.setblocking(True)
+    conn.settimeout(5)
+    try:
+        return 1 if conn.recv(4096) else 0
+    except OSError:
+        return 0
+    finally:
+        conn.close()
+
+
 def _tcp_ping(target: tuple[str, int], node: str) -> bool:
     """A memberlist TCP ping (the fallback probe): does the gossip port still accept?"""
     try:
@@ -279,6 +347,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "incarnation": cmd_incarnation,
     "trickle": cmd_trickle,
     "envelopes": cmd_envelopes,
+    "lzwstream": cmd_lzwstream,
     "http": cmd_http,
 }
 
@@ -296,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--states", type=int, default=100_000)
     ap.add_argument("--chunk", type=int, default=64, help="bytes per write (trickle)")
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--lzw-bytes", type=int, default=4_400_000, help="user state (lzwstream)")
     args = ap.parse_args(argv)
     print(json.dumps({"attack": args.attack, **COMMANDS[args.attack](args)}), flush=True)
     return 0

@@ -270,6 +270,17 @@ def test_item3_a_trickled_push_pull_never_stalls_a_speaker(
         assert v.attack["sent"] >= v.attack["bytes"], "the trickle did not finish"
 
 
+def test_item3_lzw_streams_are_decoded_in_slices(plaintext: Hostile) -> None:
+    """Compressed push/pulls of ~6 MB LZW each (the issue's 1 s stall when decoded in one
+    go), four at a time for the whole attack: decoded a budgeted slice per step."""
+    v = plaintext.attack(
+        "lzwstream", "--target", plaintext.address(plaintext.owner), "--node", plaintext.owner,
+        "--connections", "4", seconds=max(SECONDS, 6.0),
+    )  # fmt: skip
+    v.assert_unharmed()
+    assert v.attack["bytes"] >= v.attack["stream_bytes"], "not one whole stream was sent"
+
+
 def test_item4_a_member_without_a_node_object_never_wins(plaintext: Hostile) -> None:
     from helpers.gopeer import V0_2_2, build_peer, skip_reason
 
