@@ -160,10 +160,10 @@ def _peak_rss(pid: int) -> int:
 
 
 def _cluster(tmp_path: Path, mode: str, extra: tuple[str, ...] = ()) -> Iterator[Hostile]:
+    config = tmp_path / "config.yaml"  # item 7 rewrites it: never the package's own file
+    shutil.copyfile(demo_config_path(), config)
     with Lab(3, vips=[vip(0, 4), vip(0, 6), vip(1, 4)], attacker=True) as lab:
-        speakers = LabSpeakers(
-            lab, demo_config_path(), workdir=tmp_path, extra=(*MODES[mode], *extra)
-        )
+        speakers = LabSpeakers(lab, config, workdir=tmp_path, extra=(*MODES[mode], *extra))
         try:
             speakers.start_all()
             owner = speakers.wait_owners([V4], timeout=30)[V4]

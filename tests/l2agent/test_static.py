@@ -108,5 +108,45 @@ def test_a_file_of_too_many_objects_is_refused() -> None:
     text = "".join(
         f"---\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n" for i in range(MAX_OBJECTS + 1)
     )
-    with pytest.raises(ConfigError, match=f"more than {MAX_OBJECTS} objects"):
+    with pytest.raises(ConfigError, match=f"more than {MAX_OBJECTS} documents"):
         load_yaml_text(text, "many.yaml")
+
+
+def test_too_many_documents_are_refused_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's 100,000-document file costs a scan of its text, not a parse."""
+    import yaml
+
+    def no_parse(*_args: object, **_kw: object) -> None:
+        raise AssertionError("the file was parsed")
+
+    monkeypatch.setattr(yaml, "compose_all", no_parse)
+    text = "".join(f"---\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n" for i in range(100_000))
+    with pytest.raises(ConfigError, match="documents"):
+        load_yaml_text(text, "many.yaml")
+
+
+def test_a_long_list_is_refused_before_its_items_are_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import yaml
+
+    from l2agent.static import MAX_OBJECTS
+
+    def no_build(*_args: object, **_kw: object) -> None:
+        raise AssertionError("the items were built")
+
+    monkeypatch.setattr(yaml.SafeLoader, "construct_document", no_build)
+    items = "".join(
+        f"- {{kind: ConfigMap, metadata: {{name: c{i}}}}}\n" for i in range(MAX_OBJECTS + 1)
+    )
+    with pytest.raises(ConfigError, match=f"more than {MAX_OBJECTS} objects"):
+        load_yaml_text("apiVersion: v1\nkind: List\nitems:\n" + items, "list.yaml")
+
+
+def test_the_collector_runs_again_after_a_file(tmp_path: Path) -> None:
+    import gc
+
+    with pytest.raises(ConfigError):
+        load_yaml_text("a: [\n", "bad.yaml")
+    load_yaml_text("kind: Node\nmetadata: {name: n1}\n", "good.yaml")
+    assert gc.isenabled()
