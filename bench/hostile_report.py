@@ -1,6 +1,7 @@
 """Turn the hostile lab's verdicts into bench/results/hostile.{json,md}.
 
-    L2AGENT_HOSTILE_SECONDS=20 L2AGENT_HOSTILE_REPORT=/tmp/hostile.jsonl \\
+    L2AGENT_HOSTILE_SECONDS=10 L2AGENT_HOSTILE_MODES=sched_rr,normal \\
+    L2AGENT_HOSTILE_REPORT=/tmp/hostile.jsonl \\
         flock /work/.cpu.lock .venv/bin/python -m pytest -q tests/e2e/test_hostile_lab.py
     python -m bench.hostile_report /tmp/hostile.jsonl
 
