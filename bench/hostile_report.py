@@ -28,13 +28,26 @@ def _row(v: dict[str, Any]) -> str:
     return (
         f"| {name} | {v['seconds']:.0f} | {v['lost']} | {sum(v['failures'].values()):.0f} | "
         f"{sum(v['changes'].values()):.0f} | {max(v['lines'].values())} | "
-        f"{max(v['peak_rss'].values()) / 2**20:.0f} | {ratio} |"
+        f"{max(v['peak_rss'].values()) / 2**20:.0f} | {ratio} | {_what(attack)} |"
     )
+
+
+_SHOWN = (
+    "sent", "sent_bytes", "received_bytes", "bytes", "streams", "replies", "opened",
+    "still_open_at_end", "tcp_pings_ok", "connections", "open_at_end", "closed_by_peer",
+)  # fmt: skip
+
+
+def _what(attack: dict[str, Any]) -> str:
+    """What the attacker did and got, in its own words (bench/hostile.py's JSON line)."""
+    return ", ".join(f"{k} {attack[k]}" for k in _SHOWN if k in attack)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     rows = [json.loads(line) for line in Path(args[0]).read_text().splitlines() if line]
+    for row in rows:
+        row.pop("notes", None)  # the speakers' log tails: for a failing test's message
     (RESULTS / "hostile.json").write_text(json.dumps(rows, indent=1) + "\n")
     lines = [
         "# Issue 11's attacks against three speakers in the lab",
@@ -43,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         "(`L2AGENT_HOSTILE_REPORT`). Columns: attack seconds, client probes lost, members",
         "declared failed, ownership changes (all speakers), most log lines one speaker wrote,",
         "highest peak RSS (MiB; the DaemonSet's limit is 256), bytes the attacker got back",
-        "per byte it sent (UDP attacks).",
+        "per byte it sent (UDP attacks), and the attacker's own account.",
         "",
-        "| test | s | lost | failed | moved | log lines | peak RSS | back/sent |",
-        "|---|---|---|---|---|---|---|---|",
+        "| test | s | lost | failed | moved | log lines | peak RSS | back/sent | attack |",
+        "|---|---|---|---|---|---|---|---|---|",
         *(_row(v) for v in rows),
         "",
     ]
