@@ -42,19 +42,27 @@ FRAMES = (
     "l2agent_packets_dropped",
     "l2agent_responder_overruns",
 )
-CONTROL = """import sys, time
+CONTROL = """import socket, sys, time
 def work(n):
     x = 0
     for i in range(n): x += i
 period, spin = map(float, sys.argv[1:])
 t0 = time.perf_counter(); work(300_000); n = int(spin * 300_000 / (time.perf_counter() - t0))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setblocking(False)
+try: s.bind(("127.0.0.1", 0)); me = s.getsockname()
+except OSError: me = None
 t = time.monotonic()
 while True:
-    work(max(1, n)); t += period; time.sleep(max(0.0, t - time.monotonic()))
+    work(max(1, n))
+    try: me and (s.sendto(b"x", me), s.recv(16))  # a network syscall, as the speaker's gossip
+    except OSError: pass
+    t += period; time.sleep(max(0.0, t - time.monotonic()))
 """
 """The control: a fixed amount of Python work per wake-up (iterations calibrated at its start,
 before any flood), not a spin until a deadline: a deadline spin would absorb time stolen by
-softirq and never show it (the first version did; it stayed flat while the speakers doubled)."""
+softirq and never show it (the first version did; it stayed flat while the speakers doubled).
+Its loopback datagram per wake-up enables bottom halves in a syscall as the speaker's gossip
+does, which is where pending softirq work runs in process context."""
 
 
 def proc_sample(pid: int) -> dict[str, float]:
