@@ -135,7 +135,7 @@ def measure(seconds: float, rounds: int) -> dict[str, Any]:
                     rate = max(1.0, cal[n]["wakeups_per_s"])
                     spin = cal[n]["cpu"] / rate
                     pol, prio = policy[n]
-                    chrt = ["chrt", "-r", str(prio)] if pol == os.SCHED_RR else []
+                    chrt = ["chrt", "-r", str(prio)] if pol & 0xFF == os.SCHED_RR else []
                     argv = [*chrt, sys.executable, "-c", CONTROL, str(1 / rate), f"{spin:.6f}"]
                     ctl[n] = lab.spawn(n, argv).pid
                 time.sleep(1.0)
@@ -194,7 +194,8 @@ def render(result: dict[str, Any]) -> str:
         f"`{result['command']}`, {result['when']}, kernel {result['kernel']}, "
         f"IRQ_TIME_ACCOUNTING: {result['irq_time_accounting']}.", "",
         "Three speakers, both CPUs busy; beside each speaker a control process with its "
-        "scheduling policy, wake-ups/s and CPU calibrated on the idle speaker, and no socket.", "",
+        "scheduling policy, wake-ups/s and CPU calibrated on the idle speaker; "
+        "no packet socket (a loopback datagram per wake-up).", "",
         "| phase | offered/s | speaker CPU (user+sys) | control CPU (user+sys) "
         "| speaker wake-ups/s | frames to Python | softirq % of machine | NET_RX/s |",
         "|---|---|---|---|---|---|---|---|",
