@@ -117,13 +117,19 @@ class Pod:
         os.chmod(private_tmp, 0o1777)
         # A fresh /run and /var/tmp as in a container; then the pod's mounts; /tmp last
         # (the volumes' host directories live under it).
-        steps = ["mount -t tmpfs tmpfs /run", "mount -t tmpfs tmpfs /var/tmp"]
+        # A checkout under one of those (CI may clone into /tmp) is held at /mnt meanwhile
+        # and bound back at its own path, so the venv the argv names stays reachable.
+        masked = any(REPO.is_relative_to(d) for d in ("/run", "/var/tmp", "/tmp"))
+        steps = ["mkdir -p /mnt", f"mount --bind {REPO} /mnt"] if masked else []
+        steps += ["mount -t tmpfs tmpfs /run", "mount -t tmpfs tmpfs /var/tmp"]
         mounts = {dst for _src, dst in self.binds(c)}
         for src, dst in self.binds(c):
             make = f"mkdir -p {dst}" if src.is_dir() else f"touch {dst}"
             steps.append(f"{make} && mount --bind {src} {dst}")
         if "/tmp" not in mounts:
             steps.append(f"mount --bind {private_tmp} /tmp")
+        if masked:
+            steps.append(f"mkdir -p {REPO} && mount --bind /mnt {REPO}")
         bounding = ",".join(["-all", *(f"+{x.lower()}" for x in granted)])
         setpriv = ["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all"]
         setpriv.append(f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups")
