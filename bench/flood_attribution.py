@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._privileges import daemonset_wrapper
+from bench.failover import source_version
 from bench.responder_rate import WORKDIR, _tx_packets, arp_request
 from l2agent.lab.load import busy_cpus, trafgen
 from l2agent.lab.netns import Lab
@@ -227,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.flood_attribution "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": source_version(),
         "kernel": platform.release(),
         "irq_time_accounting": _irq_time_accounting(),
         "cpus": os.cpu_count(),

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.failover import source_version
 from l2agent.lab.netns import CLIENT, Lab
 from l2agent.lab.speakers import GOSSIP_PORT, METRICS_PORT, LabSpeakers
 from l2agent.lab.topology import vip
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result), flush=True)
             runs.append(result)
     report = {
+        "source": source_version(),
         "preset": "fast",
         "realtime_priority": args.realtime_priority,
         "service_ips": len(VIPS),

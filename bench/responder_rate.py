@@ -48,6 +48,7 @@ from typing import Any
 from bench._privileges import PRIVILEGES, daemonset_wrapper, process_privileges
 from bench._responder_report import render
 from bench._stats import percentile
+from bench.failover import source_version
 from l2agent.lab.load import busy_cpus, trafgen
 from l2agent.lab.netns import Lab
 from l2agent.lab.netns_thread import NetnsThread
@@ -446,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.responder_rate "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": source_version(),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._stats import percentile
+from bench.failover import source_version
 from bench.responder_rate import arp_request
 from l2agent.lab.load import trafgen
 from l2agent.lab.netns import Lab
@@ -147,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "ring_versions.json")
     args = parser.parse_args(argv)
-    result = {"command": "python -m bench.ring_versions " + " ".join(argv or sys.argv[1:])}
+    result = {
+        "command": "python -m bench.ring_versions " + " ".join(argv or sys.argv[1:]),
+        "source": source_version(),
+    }
     result.update(run(args.seconds))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
